@@ -1,0 +1,48 @@
+"""A small name -> factory registry (timm's ``@register_model`` habit), one instance per kind.
+
+The CLI's ``--arch/--cell/--data`` choices and their error messages come from these registries.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, TypeVar
+
+from .errors import HpoError
+
+__all__ = ["Registry"]
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to objects (classes or factories) of one kind, e.g. ``cells`` or ``archs``."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: ``@CELLS.register("convlstm")``."""
+
+        def add(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            return obj
+
+        return add
+
+    def get(self, name: str) -> T:
+        """The object registered under ``name``; an :class:`HpoError` listing the valid names if none."""
+        try:
+            return self._items[name]
+        except KeyError:
+            raise HpoError(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items

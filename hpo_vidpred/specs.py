@@ -1,0 +1,131 @@
+"""Frozen specifications passed between the parts (DESIGN section 3).
+
+Each part receives only its own spec: the data loaders a :class:`DataSpec`, the model factory a
+:class:`ModelSpec`, the training loop a :class:`TrainSpec`. Results store ``asdict(spec)`` so that every
+run can be rebuilt from what was recorded. Defaults live here, once; a dataset's own defaults (frame
+size, task) are applied by :func:`hpo_vidpred.data.default_spec`, a budget's by
+:mod:`hpo_vidpred.budgets`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+from .errors import HpoError
+
+__all__ = ["DataSpec", "ModelSpec", "TrainSpec", "from_dict", "to_dict", "load_yaml"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What data a run uses. Recorded with every study and checkpoint."""
+
+    name: str = "mmnist"
+    root: str = "datasets"  # data root; each dataset looks in its own folder below it
+    height: int = 64
+    width: int = 64
+    channels: int = 1
+    n_in: int = 10  # frames given to the model
+    n_out: int = 10  # frames it must predict
+    protocol: str = "default"  # split protocol (kth: "kth" | "openstl")
+    stride: int = 1  # step between windows of a video, in frames
+    train_size: int = 0  # 0: everything available (Moving MNIST trains on an endless stream)
+    val_size: int = 0  # 0: the dataset's default
+    test_size: int = 0
+    seed: int = 0  # fixes the validation and test sets
+    options: Mapping[str, Any] = field(default_factory=dict)  # dataset-specific, e.g. {"speed": 0.1}
+
+    @property
+    def seq_len(self) -> int:
+        return self.n_in + self.n_out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which network: architecture, recurrent cell and the architecture's own settings."""
+
+    arch: str = "autoencoder"
+    cell: str = "convlstm"
+    channels: int = 1  # frame channels, taken from the data
+    peephole: str = "none"  # ConvLSTM peephole: none | conv | hadamard (ignored by stlstm)
+    config: Mapping[str, Any] = field(default_factory=dict)  # validated by the architecture
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How one network is trained: the same fields for fixed runs, trials and retrains."""
+
+    lr: float = 1e-3
+    batch_size: int = 8
+    epochs: int = 20
+    steps_per_epoch: int = 500
+    schedule: str = "step_half"  # step_half (x0.1 at half the epochs, the seed's) | cosine | constant
+    grad_clip: float = 0.0  # max gradient norm; 0: off
+    patience: int = 0  # early stopping after this many epochs without improvement; 0: off
+    min_delta: float = 0.0  # an improvement must beat the best val_mse by more than this
+    val_batch_size: int = 32
+    teacher_forcing: str = "none"  # none | scheduled (multi-frame prediction)
+    frame_loss_weight: float = 1.0  # weight of the MSE on predicted frames (plus the arch's aux_loss)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: str = "auto"  # auto (on for CUDA) | on | off
+    channels_last: str = "auto"  # auto (chosen by measurement per device) | on | off
+    compile: bool = False  # torch.compile on CUDA
+
+
+S = TypeVar("S")
+
+
+def from_dict(cls: type[S], values: Mapping[str, Any], where: str = "") -> S:
+    """Build a spec from a mapping, rejecting unknown keys with one clear line.
+
+    Lists become tuples so that specs stay immutable and comparable.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        place = f" in {where}" if where else ""
+        raise HpoError(
+            f"unknown {cls.__name__} key(s) {', '.join(unknown)}{place}; valid keys: "
+            f"{', '.join(sorted(names))}"
+        )
+    return cls(**{k: _freeze(v) for k, v in values.items()})
+
+
+def to_dict(spec: Any) -> dict[str, Any]:
+    """``asdict`` with tuples turned back into lists (JSON/YAML friendly)."""
+    return _thaw(dataclasses.asdict(spec))
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file; a missing or malformed file is an :class:`HpoError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise HpoError(f"file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise HpoError(f"{path} is not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _freeze(v) for k, v in value.items()}
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _thaw(v) for k, v in value.items()}
+    return value
