@@ -6,14 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny recurrent convolutions run fastest on one thread, and a shared 2-core machine makes the second
+# thread a straggler (5-60x slower tests with the default). Worker subprocesses keep torch's default.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # real data beside a developer checkout (optional)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    import torch
-
     postgres_url = os.environ.get("HPO_TEST_POSTGRES_URL")
     required = os.environ.get("HPO_REQUIRE_POSTGRES") == "1"
     for item in items:
