@@ -1,0 +1,197 @@
+"""Budgets: how much compute one run gets (DESIGN section 6), ``--budget smoke|small|seed|full``.
+
+A budget rewrites the three specs of a run and says what it changed; the change list is recorded
+with the study and stated in reports.
+
+=========  =================================================================================
+smoke      seconds on a CPU (tests): 16-pixel-high frames, 2 -> 2 frames (KITTI 2 -> 1),
+           2 epochs x 3 steps, batch 4, 8 validation sequences, widths <= 8.
+small      the CPU demo, a 20-trial study in minutes on 2 cores: 32-pixel-high frames, 5 -> 5
+           (KITTI 5 -> 1), 4 epochs x 12 steps, batch <= 8, 32 validation sequences,
+           widths <= 16.
+seed       the seed's schedule at the seed's data sizes: Moving MNIST 1 epoch x 5000 steps,
+           KTH 20 x 500, KITTI 50 x 500 (slides, "Experimental setup").
+full       long GPU runs: Moving MNIST 50 x 1000, KTH 50 x 1000, KITTI 100 x 500.
+=========  =================================================================================
+
+Frame sizes are scaled to the budget's height keeping the dataset's aspect ratio (width rounded
+to a multiple of 4); sequence lengths and batch sizes are caps (a shorter setting stays). Channel
+widths are capped so that no layer is wider than ``max_width`` (``hidden``: the first layer's
+width, doubled per deeper layer, or one width per layer; ``enc_channels``), for search spaces
+only: a fixed configuration is passed with ``fixed_model=True`` and keeps the seed's parameter
+count at every budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from .registry import Registry
+from .specs import DataSpec, ModelSpec, TrainSpec, to_dict
+
+__all__ = ["Budget", "BUDGETS", "WIDTH_KEYS", "get", "apply", "describe", "changes",
+           "dict_changes"]
+
+WIDTH_KEYS = ("hidden", "enc_channels")  # config keys holding channel widths
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One compute level. ``None`` leaves a setting as the specs have it."""
+
+    name: str
+    summary: str
+    schedule: Mapping[str, tuple[int, int]]  # dataset -> (epochs, steps_per_epoch); "*" otherwise
+    frame_height: Optional[int] = None  # scale frames to this height (CPU levels)
+    max_in: Optional[int] = None  # cap on input frames
+    max_out: Optional[int] = None  # cap on predicted frames
+    max_batch: Optional[int] = None
+    val_size: Optional[int] = None  # validation (and test) sequences
+    max_width: Optional[int] = None  # cap on every recurrent layer's width (search spaces only)
+
+    def epochs_steps(self, dataset: str) -> tuple[int, int]:
+        """(epochs, steps_per_epoch) for ``dataset``."""
+        return self.schedule.get(dataset, self.schedule["*"])
+
+
+BUDGETS: Registry[Budget] = Registry("budget")
+
+
+def _register(budget: Budget) -> None:
+    BUDGETS.register(budget.name)(budget)
+
+
+_register(Budget(
+    name="smoke",
+    summary="seconds on a CPU, for tests",
+    schedule={"*": (2, 3)},
+    frame_height=16, max_in=2, max_out=2, max_batch=4, val_size=8, max_width=8,
+))
+_register(Budget(
+    name="small",
+    summary="a 20-trial study in minutes on 2 CPU cores",
+    schedule={"*": (4, 12)},
+    frame_height=32, max_in=5, max_out=5, max_batch=8, val_size=32, max_width=16,
+))
+_register(Budget(
+    name="seed",
+    summary="the seed's budget: Moving MNIST 1 x 5000 steps, KTH 20 x 500, KITTI 50 x 500",
+    schedule={"mmnist": (1, 5000), "kth": (20, 500), "kitti": (50, 500), "*": (20, 500)},
+))
+_register(Budget(
+    name="full",
+    summary="long GPU runs",
+    schedule={"mmnist": (50, 1000), "kth": (50, 1000), "kitti": (100, 500), "*": (50, 1000)},
+))
+
+
+def get(budget: str | Budget) -> Budget:
+    """The :class:`Budget` named ``budget`` (an :class:`HpoError` listing the names if unknown)."""
+    return budget if isinstance(budget, Budget) else BUDGETS.get(budget)
+
+
+def apply(
+    budget: str | Budget,
+    data_spec: DataSpec,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    *,
+    fixed_model: bool = False,
+) -> tuple[DataSpec, ModelSpec, TrainSpec]:
+    """The three specs scaled to ``budget``.
+
+    ``fixed_model=True`` leaves the model config alone (a fixed configuration keeps its parameter
+    count); otherwise channel widths above the budget's ``max_width`` are capped.
+    """
+    b = get(budget)
+    data_spec = dataclasses.replace(data_spec, **_data_changes(b, data_spec))
+    epochs, steps = b.epochs_steps(data_spec.name)
+    train: dict[str, Any] = {"epochs": epochs, "steps_per_epoch": steps}
+    if b.max_batch is not None:
+        train["batch_size"] = min(train_spec.batch_size, b.max_batch)
+        train["val_batch_size"] = min(train_spec.val_batch_size, b.max_batch * 2)
+    train_spec = dataclasses.replace(train_spec, **train)
+    if b.max_width is not None and not fixed_model:
+        model_spec = dataclasses.replace(model_spec, config=_cap_widths(model_spec.config,
+                                                                         b.max_width))
+    return data_spec, model_spec, train_spec
+
+
+def _data_changes(b: Budget, spec: DataSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if b.frame_height is not None and spec.height > b.frame_height:
+        width = spec.width * b.frame_height / spec.height
+        out.update(height=b.frame_height, width=max(4, 4 * round(width / 4)))
+    if b.max_in is not None:
+        out["n_in"] = min(spec.n_in, b.max_in)
+    if b.max_out is not None:
+        out["n_out"] = min(spec.n_out, b.max_out)
+    if b.val_size is not None:
+        for name in ("val_size", "test_size"):
+            current = getattr(spec, name)
+            out[name] = min(current, b.val_size) if current else b.val_size
+    return out
+
+
+def _cap_widths(config: Mapping[str, Any], max_width: int) -> dict[str, Any]:
+    """``config`` with no layer wider than ``max_width``.
+
+    ``hidden`` as an int is the first layer's width and each deeper layer doubles it, so it is
+    capped at ``max_width // 2^(depth - 1)`` (at least 1): the widest layer then has at most
+    ``max_width`` channels (PredNet, whose depth counts the pixel layer, at most half of it).
+    Per-layer lists are capped element by element, ``enc_channels`` directly.
+    """
+    capped = dict(config)
+    depth = int(capped.get("depth", 1))
+    for key in WIDTH_KEYS:
+        value = capped.get(key)
+        if isinstance(value, (tuple, list)):
+            capped[key] = tuple(min(int(v), max_width) for v in value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            doubling = 2 ** max(0, depth - 1) if key == "hidden" else 1
+            capped[key] = min(value, max(1, max_width // doubling))
+    return capped
+
+
+def changes(before: tuple[Any, ...], after: tuple[Any, ...]) -> list[str]:
+    """``"data.height: 64 -> 32"`` for every field that differs between two spec tuples
+    (data, model, train)."""
+    return dict_changes({k: to_dict(v) for k, v in zip(("data", "model", "train"), before)},
+                        {k: to_dict(v) for k, v in zip(("data", "model", "train"), after)})
+
+
+def dict_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``"a.b: 1 -> 2"`` for every leaf of two nested mappings that differs (``<unset>`` where a
+    key is missing on one side), in a stable order."""
+    old_flat, new_flat = _flat(old), _flat(new)
+    keys = list(old_flat) + [k for k in new_flat if k not in old_flat]
+    return [f"{key}: {old_flat.get(key, '<unset>')} -> {new_flat.get(key, '<unset>')}"
+            for key in keys if old_flat.get(key, "<unset>") != new_flat.get(key, "<unset>")]
+
+
+def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def describe(
+    budget: str | Budget,
+    data_spec: DataSpec,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    *,
+    fixed_model: bool = False,
+) -> dict[str, Any]:
+    """What :func:`apply` does to these specs, JSON-friendly, for the study's user attributes:
+    ``{"budget": name, "summary": ..., "changes": ["data.height: 64 -> 32", ...]}``."""
+    b = get(budget)
+    before = (data_spec, model_spec, train_spec)
+    after = apply(b, *before, fixed_model=fixed_model)
+    return {"budget": b.name, "summary": b.summary, "changes": changes(before, after)}

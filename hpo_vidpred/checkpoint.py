@@ -1,0 +1,84 @@
+"""Checkpoints: best weights plus the specs that rebuild the model (nanoGPT keeps its config too).
+
+A file holds only tensors, strings, numbers, lists and dicts, so ``torch.load(path,
+weights_only=True)`` reads it::
+
+    {"format": 1, "state_dict": {...}, "model_spec": {...}, "data_spec": {...} | None,
+     "train_spec": {...} | None, "result": {...}}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+from torch import nn
+
+from .errors import HpoError
+from .paths import models_root
+from .specs import DataSpec, ModelSpec, TrainSpec, from_dict, to_dict
+
+__all__ = ["FORMAT", "checkpoint_path", "save_checkpoint", "load_checkpoint"]
+
+FORMAT = 1
+_SPECS = {"model_spec": ModelSpec, "data_spec": DataSpec, "train_spec": TrainSpec}
+
+
+def checkpoint_path(study: str, name: str) -> Path:
+    """``models/<study>/<name>.pt`` under :func:`hpo_vidpred.paths.models_root`."""
+    return models_root() / study / f"{name}.pt"
+
+
+def save_checkpoint(
+    path: str | Path,
+    state_dict: Mapping[str, torch.Tensor],
+    model_spec: ModelSpec,
+    data_spec: Optional[DataSpec] = None,
+    train_spec: Optional[TrainSpec] = None,
+    result: Optional[dict[str, Any]] = None,
+) -> Path:
+    """Write weights and specs to ``path`` (folders created, atomic rename); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "model_spec": to_dict(model_spec),
+        "data_spec": to_dict(data_spec) if data_spec is not None else None,
+        "train_spec": to_dict(train_spec) if train_spec is not None else None,
+        "result": result or {},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
+                    ) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint with its weights.
+
+    Returns ``(model, specs)`` where ``specs`` has ``model_spec``, ``data_spec`` and ``train_spec``
+    (spec objects, or None where the file has none) and ``result`` (the run's summary dict).
+    """
+    from .archs import create_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise HpoError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors of every kind: one line naming the file
+        raise HpoError(f"{path} is not a readable checkpoint ({type(exc).__name__}); "
+                       "retrain or pick another file") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise HpoError(f"{path} is not an hpo-vidpred checkpoint of format {FORMAT}")
+    specs: dict[str, Any] = {
+        key: from_dict(cls, payload[key], where=str(path)) if payload.get(key) else None
+        for key, cls in _SPECS.items()
+    }
+    specs["result"] = payload.get("result", {})
+    model = create_model(specs["model_spec"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device), specs

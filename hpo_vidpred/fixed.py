@@ -1,0 +1,215 @@
+"""``hpo fixed``: train the seed's fixed configuration and record it as a study of one trial.
+
+The seed trained every architecture x cell x dataset once with fixed settings (slides,
+"Experimental setup": Adam, learning rate 1e-3, x0.1 after half of the epochs; the model files of
+``studies/fixed.yaml``). :func:`run_fixed` does the same with :func:`hpo_vidpred.train.
+train_and_evaluate` and stores the run in the study store as study ``fixed-{arch}-{data}-{cell}``:
+one trial carrying the same attributes as study trials (value = best ``val_mse``, params = the
+trained configuration, ``TrainResult.user_attrs()``, the intermediate ``val_mse`` per epoch), so
+reports can set it beside optimized results. Its best weights go to
+``models/fixed-{arch}-{data}-{cell}/trial-<n>.pt``.
+
+Running it again with the same specs adds a trial (another seed, say); a study of that name made
+with other specs (another budget, say) is refused with the differences named.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from . import __version__
+from .budgets import describe, dict_changes
+from .errors import HpoError
+from .specs import DataSpec, ModelSpec, TrainSpec, to_dict
+
+__all__ = ["FIXED_TRAIN", "FixedPlan", "plan_fixed", "run_fixed", "fixed_params",
+           "format_summary"]
+
+# The seed's optimizer settings (slides: Adam, lr 1e-3, StepLR x0.1 after epochs / 2).
+FIXED_TRAIN = {"lr": 1e-3, "schedule": "step_half"}
+
+
+@dataclass(frozen=True)
+class FixedPlan:
+    """What one ``hpo fixed`` run trains: the budgeted specs and what the budget changed."""
+
+    arch: str
+    data_name: str
+    cell: str
+    budget: str
+    data: DataSpec
+    model: ModelSpec
+    train: TrainSpec
+    budget_changes: Mapping[str, Any]
+    name: str = ""  # study name; "": fixed-{arch}-{data}-{cell} (hpo fixed --config sets one)
+
+    @property
+    def study_name(self) -> str:
+        return self.name or f"fixed-{self.arch}-{self.data_name}-{self.cell}"
+
+    def record(self) -> dict[str, Any]:
+        """The study's spec, compared when the study exists (JSON-safe; no seed, device or data
+        root, which may differ between repeats)."""
+        data = to_dict(self.data)
+        data.pop("root")
+        train = to_dict(self.train)
+        for volatile in ("seed", "device"):
+            train.pop(volatile)
+        return json.loads(json.dumps({
+            "fixed": {"arch": self.arch, "data": self.data_name, "cell": self.cell,
+                      "budget": self.budget},
+            "data": data, "model": to_dict(self.model), "train": train,
+        }))
+
+
+def plan_fixed(arch: str, data: str, cell: str, budget: str = "seed", *,
+               data_dir: Optional[str] = None, seed: int = 0, device: str = "auto") -> FixedPlan:
+    """Resolve names, the seed's configuration and the budget; nothing is loaded or trained.
+
+    Every bad name is a one-line :class:`HpoError` listing the valid ones.
+    """
+    from . import archs, budgets
+    from . import data as datasets
+
+    overrides = {"root": data_dir} if data_dir else {}
+    data_spec = datasets.default_spec(data, **overrides)
+    model_spec = archs.fixed_spec(arch, data, cell, channels=data_spec.channels)
+    train_spec = TrainSpec(**FIXED_TRAIN, seed=seed, device=device)
+    # fixed_model: the seed's widths stay, so the parameter count is the seed's at every budget.
+    before = (data_spec, model_spec, train_spec)
+    after = budgets.apply(budget, *before, fixed_model=True)
+    return FixedPlan(arch=arch, data_name=data, cell=cell, budget=budget, data=after[0],
+                     model=after[1], train=after[2],
+                     budget_changes=describe(budget, *before, fixed_model=True))
+
+
+def fixed_params(model: ModelSpec, train: TrainSpec) -> dict[str, Any]:
+    """The trained configuration under the names a search space uses (``lr``, ``batch_size``,
+    ``cell``, the architecture's config keys; a per-layer list as ``name_1 .. name_d``)."""
+    params: dict[str, Any] = {"cell": model.cell, "peephole": model.peephole, "lr": train.lr,
+                              "batch_size": train.batch_size, "schedule": train.schedule}
+    for key, value in model.config.items():
+        if isinstance(value, (list, tuple)):
+            params.update({f"{key}_{i}": v for i, v in enumerate(value, start=1)})
+        else:
+            params[key] = value
+    return params
+
+
+def _existing_study(plan: FixedPlan, storage: optuna.storages.BaseStorage
+                    ) -> Optional[optuna.Study]:
+    """The plan's study if the store has it, after checking it was made with the same spec."""
+    try:
+        study = optuna.load_study(study_name=plan.study_name, storage=storage,
+                                  pruner=optuna.pruners.NopPruner())
+    except KeyError:
+        return None
+    stored = study.user_attrs.get("spec")
+    if stored is None:
+        raise HpoError(f"study {plan.study_name!r} exists but was not made by 'hpo fixed'; use "
+                       "another store with --storage URL")
+    differences = dict_changes(stored, plan.record())
+    if differences:
+        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+        raise HpoError(
+            f"study {plan.study_name!r} exists with a different spec ({shown}); rerun with the "
+            "original settings to add a trial, or record this one in another store with "
+            "--storage URL")
+    return study
+
+
+def _create_study(plan: FixedPlan, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    from .study import git_commit
+
+    study = optuna.create_study(study_name=plan.study_name, storage=storage, load_if_exists=True,
+                                direction="minimize", pruner=optuna.pruners.NopPruner())
+    if "spec" not in study.user_attrs:  # not made by a concurrent run in the meantime
+        for key, value in {"spec": plan.record(), "budget": dict(plan.budget_changes),
+                           "kind": "fixed", "objective": "val_mse",
+                           "package_version": __version__, "git_commit": git_commit()}.items():
+            study.set_user_attr(key, value)
+    return study
+
+
+def run_fixed(plan: FixedPlan, storage: Optional[str] = None, *, progress: bool = True,
+              log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Train ``plan`` and record it as one trial of study ``plan.study_name``.
+
+    Returns the summary (what ``--json`` prints). A run that diverges or runs out of memory before
+    any epoch validated is recorded as a FAIL trial with its reason, not raised.
+    """
+    from . import archs
+    from . import data as datasets
+    from .checkpoint import checkpoint_path
+    from .storage import mask_url, normalize_url, open_storage
+    from .train import resolve_device, seed_everything, train_and_evaluate
+
+    url = normalize_url(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
+    store = open_storage(url)
+    study = _existing_study(plan, store)  # refuse another spec before loading anything
+    device = resolve_device(plan.train.device)
+    data = datasets.load(plan.data, device)  # missing data: an error, and no empty study left
+    study = study or _create_study(plan, store)
+    seed_everything(plan.train.seed)  # the initial weights repeat too
+    model = archs.create_model(plan.model)
+    params = fixed_params(plan.model, plan.train)
+    trial = study.ask({k: CategoricalDistribution([v]) for k, v in params.items()})
+    trial.set_user_attr("model_spec", to_dict(plan.model))
+    trial.set_user_attr("train_spec", to_dict(plan.train))
+    path = checkpoint_path(plan.study_name, f"trial-{trial.number}")
+    log(f"training {plan.study_name} trial {trial.number}: {archs.count_params(model):,} "
+        f"parameters on {device}, budget {plan.budget} ({plan.train.epochs} epochs x "
+        f"{plan.train.steps_per_epoch} steps, batch {plan.train.batch_size}, "
+        f"{plan.data.height}x{plan.data.width}, {plan.data.n_in} -> {plan.data.n_out})")
+    try:
+        result = train_and_evaluate(model, data, plan.train, trial=trial, progress=progress,
+                                    checkpoint_path=path, model_spec=plan.model,
+                                    data_spec=plan.data)
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    for key, value in result.user_attrs().items():
+        trial.set_user_attr(key, value)
+    saved = result.best_state is not None
+    if saved:
+        trial.set_user_attr("checkpoint", str(path))
+    if math.isfinite(result.best_val_mse):
+        study.tell(trial, result.best_val_mse)
+    else:
+        trial.set_user_attr("fail_reason", f"{result.stop_reason} before any epoch validated")
+        study.tell(trial, state=TrialState.FAIL)
+    return {
+        "study": plan.study_name,
+        "storage": mask_url(url),
+        "trial": trial.number,
+        "state": "COMPLETE" if math.isfinite(result.best_val_mse) else "FAIL",
+        "params": params,
+        "checkpoint": str(path) if saved else None,
+        "budget": dict(plan.budget_changes),
+        **result.summary(),
+    }
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The summary as a few lines for a terminal."""
+    lines = [f"study {summary['study']} ({summary['storage']}): trial {summary['trial']} "
+             f"{summary['state']}, {summary['stop_reason']} after {summary['epochs']} epoch(s)"]
+    if summary["best_val_mse"] is None:
+        lines.append("no epoch validated")
+    else:
+        lines.append(f"best val_mse {summary['best_val_mse']:.6g} at epoch {summary['best_epoch']}"
+                     f" (ssim {summary['val_ssim']:.4f}, psnr {summary['val_psnr']:.2f} dB)")
+    step_ms = "-" if summary["step_ms"] is None else f"{summary['step_ms']:.1f}"
+    lines.append(f"{summary['n_params']:,} parameters, {step_ms} ms/step on {summary['device']}, "
+                 f"{summary['train_seconds']:.1f} s")
+    if summary["checkpoint"]:
+        lines.append(f"best weights: {summary['checkpoint']}")
+    return "\n".join(lines)

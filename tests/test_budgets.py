@@ -1,0 +1,97 @@
+"""Budgets scale steps, epochs, evaluation sizes and (CPU levels) frames, sequences and widths."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from hpo_vidpred import archs, budgets
+from hpo_vidpred import data as datasets
+from hpo_vidpred.errors import HpoError
+from hpo_vidpred.specs import TrainSpec
+
+
+def _specs(data: str, arch: str = "autoencoder", cell: str = "convlstm"):
+    data_spec = datasets.default_spec(data)
+    return data_spec, archs.fixed_spec(arch, data, cell, channels=data_spec.channels), TrainSpec()
+
+
+SEED_SCHEDULES = {  # slides, "Experimental setup"; TrainSpec's defaults are 20 x 500
+    "mmnist": (1, 5000, ["train.epochs: 20 -> 1", "train.steps_per_epoch: 500 -> 5000"]),
+    "kth": (20, 500, []),
+    "kitti": (50, 500, ["train.epochs: 20 -> 50"]),
+}
+
+
+@pytest.mark.parametrize("data", SEED_SCHEDULES)
+def test_seed_budget_is_the_seeds_schedule_and_changes_nothing_else(data) -> None:
+    epochs, steps, changes = SEED_SCHEDULES[data]
+    before = _specs(data)
+    data_spec, model_spec, train = budgets.apply("seed", *before)
+    assert (train.epochs, train.steps_per_epoch) == (epochs, steps)
+    assert data_spec == before[0] and model_spec == before[1]
+    assert budgets.describe("seed", *before)["changes"] == changes
+
+
+@pytest.mark.parametrize("data,size,task", [("mmnist", (32, 32), (5, 5)),
+                                            ("kth", (32, 40), (5, 5)),
+                                            ("kitti", (32, 40), (5, 1))])
+def test_small_budget_shrinks_frames_keeping_the_aspect_and_shortens_sequences(data, size,
+                                                                               task) -> None:
+    data_spec, _, train = budgets.apply("small", *_specs(data))
+    assert (data_spec.height, data_spec.width) == size
+    assert (data_spec.n_in, data_spec.n_out) == task
+    assert data_spec.val_size == 32 and data_spec.test_size == 32
+    assert (train.epochs, train.steps_per_epoch, train.batch_size) == (4, 12, 8)
+
+
+def test_smoke_budget_caps_batches_and_keeps_smaller_settings() -> None:
+    data_spec, model_spec, train = _specs("mmnist")
+    data_spec = replace(data_spec, n_in=1, val_size=4)
+    out_data, _, out_train = budgets.apply("smoke", data_spec, model_spec,
+                                           TrainSpec(batch_size=2, val_batch_size=64))
+    assert (out_data.height, out_data.n_in, out_data.n_out, out_data.val_size) == (16, 1, 2, 4)
+    assert (out_train.batch_size, out_train.val_batch_size) == (2, 8)
+
+
+@pytest.mark.parametrize("arch", ["autoencoder", "prednet", "spatiotemporal"])
+@pytest.mark.parametrize("budget", ["smoke", "small", "seed", "full"])
+def test_fixed_configurations_keep_their_parameter_count(arch, budget) -> None:
+    data_spec, model_spec, train = _specs("kitti", arch, "stlstm")
+    _, budgeted, _ = budgets.apply(budget, data_spec, model_spec, train, fixed_model=True)
+    assert budgeted == model_spec
+    assert archs.count_params(archs.create_model(budgeted)) == \
+        archs.count_params(archs.create_model(model_spec))
+
+
+def test_search_space_widths_are_capped() -> None:
+    data_spec, model_spec, train = _specs("mmnist", "spatiotemporal")
+    wide = replace(model_spec, config={**model_spec.config, "hidden": 64})
+    _, small, _ = budgets.apply("small", data_spec, wide, train)
+    assert small.config["hidden"] == 16 and small.config["enc_channels"] == 16
+    assert small.config["kernel"] == wide.config["kernel"]
+    deep = replace(model_spec, arch="autoencoder", config={"depth": 3, "hidden": 60, "kernel": 3})
+    _, capped, _ = budgets.apply("small", data_spec, deep, train)
+    assert capped.config["hidden"] == 4  # layers 4, 8, 16: none wider than 16
+    per_layer = replace(wide, config={"hidden": (4, 12, 40), "depth": 3})
+    _, smoke, _ = budgets.apply("smoke", data_spec, per_layer, train)
+    assert smoke.config["hidden"] == (4, 8, 8)
+    assert archs.count_params(archs.create_model(small)) < \
+        archs.count_params(archs.create_model(wide))
+
+
+def test_describe_lists_every_change_for_the_record() -> None:
+    record = budgets.describe("small", *_specs("kth"))
+    assert record["budget"] == "small" and "minutes" in record["summary"]
+    assert "data.height: 64 -> 32" in record["changes"]
+    assert "data.width: 80 -> 40" in record["changes"]
+    assert "data.n_out: 10 -> 5" in record["changes"]
+    assert "model.config.hidden: 32 -> 8" in record["changes"]  # layers 8, 16
+    assert "train.steps_per_epoch: 500 -> 12" in record["changes"]
+
+
+def test_unknown_budget_lists_the_valid_ones() -> None:
+    with pytest.raises(HpoError, match="unknown budget 'huge'; choose one of: smoke, small, seed, "
+                                       "full"):
+        budgets.apply("huge", *_specs("mmnist"))
