@@ -6,6 +6,7 @@ Every failure a user can cause reaches the terminal as one line (``error: ...``)
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Optional
 
 import typer
@@ -29,83 +30,387 @@ def _not_built(command: str) -> None:
 
 
 @app.command()
-def run() -> None:
+def run(
+    arch: str = typer.Option(..., help="architecture: autoencoder | prednet | spatiotemporal"),
+    data: str = typer.Option(..., help="dataset: mmnist | kth | kitti"),
+    trials: int = typer.Option(20, help="finished trials the study should have in total (over "
+                               "all workers and machines); a rerun continues up to this number"),
+    timeout: Optional[float] = typer.Option(None, help="start no trial after this many seconds"),
+    cell: Optional[str] = typer.Option(None, help="pin the recurrent cell (convlstm | stlstm); "
+                                       "default: sampled"),
+    study: Optional[str] = typer.Option(None, help="study name (default {arch}-{data}[-{cell}])"),
+    storage: Optional[str] = typer.Option(None, help="study store URL (default "
+                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    sampler: str = typer.Option("tpe", help="tpe (multivariate) | random | qmc | gp | cmaes"),
+    pruner: str = typer.Option("hyperband", help="hyperband | asha | median | none"),
+    budget: str = typer.Option("seed", help="smoke | small | seed | full"),
+    workers: int = typer.Option(1, help="worker processes on this machine sharing the study"),
+    devices: str = typer.Option("auto", help="auto | cpu | comma list of GPUs (0,1 or "
+                                "cuda:0,cuda:1); workers are spread over them"),
+    seed: int = typer.Option(0, help="sampler and training seeds derive from it"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="data root (default "
+                                           "./datasets or $HPO_DATA_DIR)"),
+    search_space: Optional[str] = typer.Option(None, "--search-space",
+                                               help="search-space YAML (default studies/<arch>.yaml)"),
+    artifacts: Optional[str] = typer.Option(None, help="artifact folder for prediction strips "
+                                            "(default: artifacts/ beside a SQLite store)"),
+    heartbeat: int = typer.Option(30, help="seconds between trial heartbeats; a dead worker's "
+                                  "trial is re-run after twice this"),
+    threads: int = typer.Option(0, help="torch threads per CPU worker (0: the cores shared out "
+                                "among the CPU workers)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no per-trial lines and no bar"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
     """Run (or continue) an Optuna study. Example: hpo run --arch autoencoder --data kth --trials 100"""
-    _not_built("run")
+    import json
+    import os
+
+    # Before torch loads OpenMP: idle threads sleep instead of spinning. On a busy CPU, spinning
+    # threads made a small training step 10x slower or worse (docs/design.md section 11).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    from .specs import StudySpec
+    from .storage import normalize_url
+    from .study import format_summary, plan_study
+    from .workers import run as run_study
+
+    spec = StudySpec(arch=arch, data=data, cell=cell or "", budget=budget, sampler=sampler,
+                     pruner=pruner, search_space=search_space or "", name=study or "",
+                     data_dir=data_dir or "", seed=seed)
+    summary = run_study(plan_study(spec), storage_url=normalize_url(storage), trials=trials,
+                        timeout=timeout, workers=workers, devices=devices, heartbeat=heartbeat,
+                        artifacts=artifacts, progress=not quiet, threads=threads)
+    typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))
 
 
 @app.command()
-def fixed() -> None:
-    """Train the seed's fixed configuration. Example: hpo fixed --arch autoencoder --data kth --cell stlstm"""
-    _not_built("fixed")
+def fixed(
+    arch: str = typer.Option(..., help="architecture: autoencoder | prednet | spatiotemporal"),
+    data: str = typer.Option(..., help="dataset: mmnist | kth | kitti"),
+    cell: str = typer.Option(..., help="recurrent cell: convlstm | stlstm"),
+    budget: str = typer.Option("seed", help="smoke | small | seed (the seed's steps) | full"),
+    storage: Optional[str] = typer.Option(None, help="study store URL (default "
+                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="data root (default "
+                                           "./datasets or $HPO_DATA_DIR)"),
+    seed: int = typer.Option(0, help="training seed (initial weights, batches)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    config: Optional[str] = typer.Option(None, "--config", help="retrain exactly a configuration "
+                                         "written by 'hpo export' (the one with --cell; its "
+                                         "budget, data and training settings: --budget is not "
+                                         "used); recorded as study config-{arch}-{data}-{cell}-"
+                                         "{id}"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Train the seed's fixed configuration and record it as study fixed-{arch}-{data}-{cell}.
+    Example: hpo fixed --arch autoencoder --data kth --cell stlstm"""
+    import json
+
+    from .fixed import format_summary, plan_fixed, run_fixed
+
+    if config is not None:
+        from .export import plan_from_config
+
+        plan = plan_from_config(config, arch, data, cell, data_dir=data_dir, seed=seed,
+                                device=device)
+    else:
+        plan = plan_fixed(arch, data, cell, budget, data_dir=data_dir, seed=seed, device=device)
+    log = (lambda line: None) if quiet or as_json else (lambda line: typer.echo(line, err=True))
+    summary = run_fixed(plan, storage, progress=not quiet, log=log)
+    typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))
 
 
 @app.command()
-def compare() -> None:
-    """Retrain fixed and best configurations with several seeds and test them.
+def compare(
+    arch: str = typer.Option(..., help="architecture: autoencoder | prednet | spatiotemporal"),
+    data: str = typer.Option(..., help="dataset: mmnist | kth | kitti"),
+    cells: Optional[str] = typer.Option(None, help="comma list of cells (default: every cell "
+                                        "with a search study; convlstm,stlstm)"),
+    seeds: int = typer.Option(3, help="retrain each configuration with seeds 0..K-1"),
+    budget: Optional[str] = typer.Option(None, help="smoke | small | seed | full (default: the "
+                                         "search study's)"),
+    storage: Optional[str] = typer.Option(None, help="study store URL (default "
+                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    config: Optional[str] = typer.Option(None, "--config", help="retrain exactly the "
+                                         "configurations of this 'hpo export' file as the "
+                                         "optimized ones (the first per cell)"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="data root (default "
+                                           "./datasets or $HPO_DATA_DIR)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress lines and bars"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Retrain the seed's fixed and the best found configuration per cell with K seeds at the full
+    budget, test each once, record study compare-{arch}-{data}; reruns do only what is missing.
     Example: hpo compare --arch autoencoder --data kth --seeds 3"""
-    _not_built("compare")
+    import json
+
+    from .compare import format_summary, plan_compare, run_compare
+    from .storage import normalize_url, open_storage
+
+    url = normalize_url(storage)
+    names = [c.strip() for c in cells.split(",") if c.strip()] if cells else None
+    plan = plan_compare(open_storage(url), arch, data, cells=names, seeds=seeds, budget=budget,
+                        config=config, data_dir=data_dir, device=device)
+    log = (lambda line: None) if quiet or as_json else (lambda line: typer.echo(line, err=True))
+    summary = run_compare(plan, url, progress=not (quiet or as_json), log=log)
+    typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))
 
 
 @app.command()
-def matrix() -> None:
-    """All archs x cells x datasets: studies, fixed baselines, comparisons, then a report.
+def matrix(
+    data: str = typer.Option(..., help="comma list of datasets: mmnist,kth,kitti (missing ones "
+                             "are reported and skipped)"),
+    archs: Optional[str] = typer.Option(None, help="comma list of architectures (default: all)"),
+    cells: Optional[str] = typer.Option(None, help="comma list of cells (default: all); each "
+                                        "gets its own study {arch}-{data}-{cell}"),
+    trials: int = typer.Option(..., help="finished trials per study"),
+    seeds: int = typer.Option(3, help="retrain seeds per configuration in the comparison"),
+    budget: str = typer.Option("seed", help="smoke | small | seed | full"),
+    storage: Optional[str] = typer.Option(None, help="study store URL (default "
+                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    out: Optional[str] = typer.Option(None, help="report folder (default reports/<store name>)"),
+    sampler: str = typer.Option("tpe", help="tpe (multivariate) | random | qmc | gp | cmaes"),
+    pruner: str = typer.Option("hyperband", help="hyperband | asha | median | none"),
+    workers: int = typer.Option(1, help="worker processes per study"),
+    devices: str = typer.Option("auto", help="auto | cpu | comma list of GPUs; retrains use "
+                                "the first"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="data root (default "
+                                           "./datasets or $HPO_DATA_DIR)"),
+    quiet: bool = typer.Option(False, "--quiet", help="only the final summary"),
+) -> None:
+    """All datasets x architectures x cells: the study, the fixed baselines and the comparison,
+    skipping what the store already holds (rerun to resume), then the report.
     Example: hpo matrix --data mmnist,kth,kitti --trials 50"""
-    _not_built("matrix")
+    from .matrix import format_summary, plan_matrix, run_matrix
+
+    def split(text: Optional[str]) -> Optional[list[str]]:
+        return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+    plan = plan_matrix(split(data) or [], split(archs), split(cells), trials=trials,
+                       seeds=seeds, budget=budget, sampler=sampler, pruner=pruner,
+                       workers=workers, devices=devices, data_dir=data_dir)
+    log = (lambda line: None) if quiet else (lambda line: typer.echo(line, err=True))
+    summary = run_matrix(plan, storage, out, progress=not quiet, log=log)
+    typer.echo(format_summary(summary))
 
 
 @app.command()
-def report() -> None:
-    """Tables and figures from the study store. Example: hpo report --out reports/kth"""
-    _not_built("report")
+def report(
+    storage: Optional[str] = typer.Option(None, help="study store URL (default "
+                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    out: Optional[str] = typer.Option(None, help="report folder (default reports/<store name>)"),
+    studies: str = typer.Option("*", help="glob on study names, e.g. '*-kth*'"),
+) -> None:
+    """Tables (index.html, tables.md, tables.tex, results.csv) and figures from the study store,
+    readable offline. Example: hpo report --out reports/kth --studies '*-kth*'"""
+    from .report import write_report
+
+    summary = write_report(storage, out, studies)
+    typer.echo(f"wrote {summary['out']}/index.html (+ tables.md, tables.tex, results.csv, "
+               f"{len(summary['files'])} files): {summary['search_studies']} search studies, "
+               f"{summary['comparisons']} comparisons")
 
 
 @app.command()
-def export() -> None:
-    """Best configuration(s) of a study as files. Example: hpo export --study autoencoder-kth --format yaml"""
-    _not_built("export")
+def export(
+    study: str = typer.Option(..., help="study name, e.g. autoencoder-kth-stlstm"),
+    storage: Optional[str] = typer.Option(None, help="study store URL (default "
+                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    fmt: str = typer.Option("yaml", "--format", help="yaml | json"),
+    top: int = typer.Option(1, help="the K best complete trials"),
+    per_cell: bool = typer.Option(False, "--per-cell", help="the K best per recurrent cell"),
+    out: Optional[str] = typer.Option(None, help="write to this file (default: print)"),
+) -> None:
+    """Best configuration(s) of a study as a file that 'hpo fixed/compare --config' retrain.
+    Example: hpo export --study autoencoder-kth --format yaml --per-cell --out best.yaml"""
+    from pathlib import Path
+
+    from .export import dump_export, export_study
+    from .storage import mask_url, normalize_url, open_storage
+
+    url = normalize_url(storage)
+    document = export_study(open_storage(url, must_exist=True), study, top=top,
+                            per_cell=per_cell, storage_label=mask_url(url))
+    text = dump_export(document, fmt)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+        typer.echo(f"wrote {out}: {len(document['configurations'])} configuration(s) of "
+                   f"{study}", err=True)
 
 
 @app.command()
-def dashboard() -> None:
+def dashboard(
+    storage: Optional[str] = typer.Option(None, help="study store URL (default "
+                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (loopback by default: the "
+                             "dashboard has no login)"),
+    port: int = typer.Option(8080, help="port to listen on"),
+    artifacts: Optional[str] = typer.Option(None, help="artifact folder (default: artifacts/ "
+                                            "beside a SQLite store)"),
+) -> None:
     """optuna-dashboard on the study store (127.0.0.1). Example: hpo dashboard --port 8080"""
-    _not_built("dashboard")
+    from .dashboard import serve
+
+    serve(storage, host, port, artifacts)
 
 
 @app.command()
-def models() -> None:
-    """Every architecture x cell with its trainable-parameter count. Example: hpo models --data kth"""
-    _not_built("models")
+def models(
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Dataset(s), comma-separated: mmnist, kth, kitti (default: all)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON list."),
+) -> None:
+    """Every architecture x cell with its parameter count and the seed's (studies/fixed.yaml).
+    Example: hpo models --data kth"""
+    import json
+
+    from .archs import format_parameter_table, parameter_table
+
+    datasets = [d.strip() for d in data.split(",") if d.strip()] if data else None
+    rows = parameter_table(datasets)
+    typer.echo(json.dumps(rows, indent=2) if as_json else format_parameter_table(rows))
 
 
 @app.command()
-def bench() -> None:
-    """Training-step throughput on this device. Example: hpo bench --arch autoencoder --json"""
-    _not_built("bench")
+def bench(
+    arch: Optional[str] = typer.Option(None, help="architecture(s), comma-separated "
+                                       "(default: all)"),
+    cell: Optional[str] = typer.Option(None, help="cell(s), comma-separated (default: all)"),
+    data: str = typer.Option("mmnist", help="dataset whose fixed configuration and frames are "
+                             "used: mmnist | kth | kitti"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="data root (default "
+                                           "./datasets or $HPO_DATA_DIR)"),
+    batch: int = typer.Option(4, help="batch size"),
+    steps: int = typer.Option(3, help="timed steps per row (the median is reported)"),
+    warmup: Optional[int] = typer.Option(None, help="untimed steps first (default 1; 3 compiled)"),
+    height: Optional[int] = typer.Option(None, help="frame height (default: the dataset's)"),
+    width: Optional[int] = typer.Option(None, help="frame width (default: the dataset's)"),
+    n_in: Optional[int] = typer.Option(None, "--n-in", help="input frames"),
+    n_out: Optional[int] = typer.Option(None, "--n-out", help="predicted frames"),
+    variants: Optional[str] = typer.Option(None, help="comma list of auto, fp32, bf16, "
+                                           "channels_last, compile, cudagraphs, ... or all "
+                                           "(default: all on CUDA, auto on CPU)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (torch.set_num_threads)"),
+    as_json: bool = typer.Option(False, "--json", help="print the rows as a JSON list"),
+) -> None:
+    """Training-step throughput of the fixed configurations on this device (ms/step, samples/s,
+    peak memory, data share; on CUDA with and without bf16 / compile / CUDA graphs /
+    channels_last). Example: hpo bench --arch autoencoder --batch 8 --json"""
+    import json
+
+    from .bench import bench as run_bench, format_rows
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    spec = _data_spec(data, data_dir, height=height, width=width, n_in=n_in, n_out=n_out,
+                      val_size=8, test_size=8)  # validation is not timed: keep loading short
+    rows = run_bench(spec, _names(arch), _names(cell), batch=batch, steps=steps, warmup=warmup,
+                     variants=_names(variants), device=device, progress=True)
+    typer.echo(json.dumps(rows, indent=1) if as_json else format_rows(rows))
+
+
+def _names(value: Optional[str]) -> Optional[list[str]]:
+    """A comma-separated option as a list (None when not given)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _data_spec(data: str, data_dir: Optional[str], **fields: Optional[int | str]):  # noqa: ANN202
+    """A DataSpec from --data, --data-dir and whichever spec flags were given."""
+    from . import data as datasets
+
+    overrides = {k: v for k, v in fields.items() if v is not None}
+    if data_dir is not None:
+        overrides["root"] = data_dir
+    return datasets.default_spec(data, **overrides)
+
+
+_DATA = typer.Option(..., "--data", help="dataset: mmnist | kth | kitti")
+_DATA_DIR = typer.Option(None, "--data-dir",
+                         help="data root (default ./datasets or $HPO_DATA_DIR) or the "
+                         "dataset's folder")
+_PROTOCOL = typer.Option(None, help="split protocol (kth: kth | openstl)")
+_STRIDE = typer.Option(None, help="frames between training windows (default 1)")
+_EVAL_STRIDE = typer.Option(None, help="frames between val/test windows (default n_in + n_out)")
+_N_IN = typer.Option(None, "--n-in", help="input frames per window")
+_N_OUT = typer.Option(None, "--n-out", help="predicted frames per window")
+_HEIGHT = typer.Option(None, help="frame height (default: the dataset's)")
+_WIDTH = typer.Option(None, help="frame width (default: the dataset's)")
 
 
 @data_app.command("info")
-def data_info() -> None:
-    """Files found, split sizes and cache state. Example: hpo data info --data kth --data-dir datasets/kth"""
-    _not_built("data info")
+def data_info(
+    data: str = _DATA,
+    data_dir: Optional[str] = _DATA_DIR,
+    protocol: Optional[str] = _PROTOCOL,
+    stride: Optional[int] = _STRIDE,
+    eval_stride: Optional[int] = _EVAL_STRIDE,
+    n_in: Optional[int] = _N_IN,
+    n_out: Optional[int] = _N_OUT,
+    height: Optional[int] = _HEIGHT,
+    width: Optional[int] = _WIDTH,
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
+) -> None:
+    """Files found, split sizes and cache state.
+    Example: hpo data info --data kth --data-dir datasets/kth"""
+    import json
+
+    from . import data as datasets
+
+    spec = _data_spec(data, data_dir, protocol=protocol, stride=stride, eval_stride=eval_stride,
+                      n_in=n_in, n_out=n_out, height=height, width=width)
+    report = datasets.info(spec)
+    typer.echo(json.dumps(report, indent=1) if as_json else datasets.format_info(report))
 
 
 @data_app.command("prepare")
-def data_prepare() -> None:
-    """Decode and cache a dataset. Example: hpo data prepare --data kth"""
-    _not_built("data prepare")
+def data_prepare(
+    data: str = _DATA,
+    data_dir: Optional[str] = _DATA_DIR,
+    height: Optional[int] = _HEIGHT,
+    width: Optional[int] = _WIDTH,
+) -> None:
+    """Decode and cache a dataset. Example: hpo data prepare --data kth --data-dir datasets/kth"""
+    from . import data as datasets
+
+    report = datasets.prepare(_data_spec(data, data_dir, height=height, width=width))
+    typer.echo(datasets.format_info(report))
 
 
 @data_app.command("download")
-def data_download() -> None:
+def data_download(
+    name: str = typer.Argument(..., help="dataset: mmnist (kth, kitti: prints where to get them)"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir",
+                                           help="data root (default ./datasets)"),
+    mirror: Optional[str] = typer.Option(None, help="a folder URL holding the same file names"),
+) -> None:
     """Download a dataset where a network exists. Example: hpo data download mmnist"""
-    _not_built("data download")
+    from . import data as datasets
+
+    for line in datasets.download(name, data_dir, mirror):
+        typer.echo(line)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings reach a user as ``warning: ...`` lines, without file names and line numbers."""
+    return f"warning: {message}\n"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Console entry point: run the app, turn :class:`HpoError` into one line on stderr."""
+    warnings.formatwarning = _one_line_warning
     try:
-        app(args=argv, standalone_mode=False)
+        # typer turns Ctrl-C into Exit(130), which standalone_mode=False returns as a number
+        if app(args=argv, standalone_mode=False) == 130:
+            raise KeyboardInterrupt
     except HpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -18,7 +18,15 @@ import yaml
 
 from .errors import HpoError
 
-__all__ = ["DataSpec", "ModelSpec", "TrainSpec", "from_dict", "to_dict", "load_yaml"]
+__all__ = [
+    "DataSpec",
+    "ModelSpec",
+    "TrainSpec",
+    "StudySpec",
+    "from_dict",
+    "to_dict",
+    "load_yaml",
+]
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,8 @@ class DataSpec:
     n_in: int = 10  # frames given to the model
     n_out: int = 10  # frames it must predict
     protocol: str = "default"  # split protocol (kth: "kth" | "openstl")
-    stride: int = 1  # step between windows of a video, in frames
+    stride: int = 1  # step between training windows of a video, in frames
+    eval_stride: int = 0  # step between validation/test windows; 0: n_in + n_out (no overlap)
     train_size: int = 0  # 0: everything available (Moving MNIST trains on an endless stream)
     val_size: int = 0  # 0: the dataset's default
     test_size: int = 0
@@ -70,12 +79,34 @@ class TrainSpec:
     min_delta: float = 0.0  # an improvement must beat the best val_mse by more than this
     val_batch_size: int = 32
     teacher_forcing: str = "none"  # none | scheduled (multi-frame prediction)
+    tf_decay: float = 0.5  # scheduled: teacher forcing falls from 1 to 0 over this share of steps
     frame_loss_weight: float = 1.0  # weight of the MSE on predicted frames (plus the arch's aux_loss)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: str = "auto"  # auto (on for CUDA) | on | off
     channels_last: str = "auto"  # auto (chosen by measurement per device) | on | off
-    compile: bool = False  # torch.compile on CUDA
+    compile: bool | str = False  # torch.compile: False/off | True/on | auto (on for CUDA)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What ``hpo run`` optimizes (DESIGN section 8). Recorded with the study, with the search space
+    and the budgeted specs it resolves to; a run that finds the study with another spec refuses."""
+
+    arch: str = "autoencoder"
+    data: str = "mmnist"
+    cell: str = ""  # pinned recurrent cell; "": sampled when the search space has a cell parameter
+    budget: str = "seed"  # smoke | small | seed | full (hpo_vidpred.budgets)
+    sampler: str = "tpe"  # tpe (multivariate) | random | qmc | gp | cmaes
+    pruner: str = "hyperband"  # hyperband | asha | median | none
+    search_space: str = ""  # search-space YAML file; "": studies/<arch>.yaml
+    name: str = ""  # study name; "": {arch}-{data}, plus -{cell} when the cell is pinned
+    data_dir: str = ""  # data root; "": the default (HPO_DATA_DIR or ./datasets)
+    seed: int = 0  # sampler and training seeds derive from it
+
+    @property
+    def study_name(self) -> str:
+        return self.name or "-".join(filter(None, (self.arch, self.data, self.cell)))
 
 
 S = TypeVar("S")

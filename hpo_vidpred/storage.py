@@ -1,22 +1,53 @@
 """Storage URL -> Optuna storage (DESIGN section 8). The URL is the only thing passed around.
 
-SQLite gets a busy timeout and WAL journaling so that several local worker processes can share one
-file; PostgreSQL (psycopg 3) gets a small pool with ``pool_pre_ping``. Passwords never reach a log:
-print URLs through :func:`mask_url`.
+SQLite: every transaction starts with ``BEGIN IMMEDIATE`` (the write lock is taken up front, so a
+read that later writes can never fail with "database is locked"), a 60 s busy timeout and WAL
+journaling let several local worker processes share one file. PostgreSQL (psycopg 3) gets a small
+pool with ``pool_pre_ping`` and a 5 s connect timeout. Both get heartbeats: a trial whose process
+stopped beating is failed after the grace period and re-queued with its parameters
+(:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`). :func:`study_lock` serializes the
+"count finished trials, then start one" step of every worker of a study (a file lock beside a
+SQLite store, an advisory lock on PostgreSQL), which is what keeps ``--trials`` exact.
+
+Passwords never reach a log: print URLs through :func:`mask_url`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import optuna
+from filelock import FileLock
+from optuna.artifacts import FileSystemArtifactStore
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import HpoError
 from .paths import default_storage
+from .registry import Registry
 
-__all__ = ["open_storage", "mask_url", "normalize_url"]
+__all__ = [
+    "MAX_RETRIES",
+    "artifact_dir",
+    "mask_url",
+    "normalize_url",
+    "open_artifact_store",
+    "open_storage",
+    "sqlite_path",
+    "study_lock",
+    "without_heartbeat",
+]
+
+MAX_RETRIES = 3  # a trial whose worker died is re-run at most this many times
+CONNECT_TIMEOUT_S = 5
+SQLITE_BUSY_TIMEOUT_S = 60
 
 
 def normalize_url(url: str | None) -> str:
@@ -45,28 +76,180 @@ def mask_url(url: str) -> str:
         return "<invalid storage URL>"
 
 
-def open_storage(url: str | None = None, **rdb_kwargs) -> optuna.storages.RDBStorage:
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL; ``None`` for other databases and in-memory SQLite."""
+    parsed = make_url(normalize_url(url))
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def open_storage(
+    url: str | None = None,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    must_exist: bool = False,
+    create_tables: bool = True,
+) -> optuna.storages.RDBStorage:
     """Open (and create where needed) the study store at ``url``.
 
-    Fails within seconds with one line when the database cannot be reached.
+    With ``heartbeat_interval`` (seconds) running trials record heartbeats; a trial silent for
+    ``grace_period`` (default twice the interval) is failed and re-queued up to
+    :data:`MAX_RETRIES` times. ``must_exist`` refuses to create a new SQLite file (for readers such
+    as the dashboard); ``create_tables=False`` skips the schema check for a store known to exist
+    (a worker whose parent opened it: faster start). Fails within seconds with one line when the
+    database cannot be reached.
     """
     url = normalize_url(url)
     parsed = make_url(url)
     engine_kwargs: dict = {}
+    db = sqlite_path(url)
     if parsed.drivername.startswith("sqlite"):
-        db = parsed.database
-        if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs["connect_args"] = {"timeout": 60}
+        if db is not None:
+            if must_exist and not db.is_file():
+                raise HpoError(f"no study store at {db}; run 'hpo run' first or pass --storage URL")
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HpoError(f"cannot create the folder for {db}: {exc.strerror}") from None
+        # isolation_level=None: pysqlite emits no BEGIN of its own; _begin_immediate does.
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}
     elif parsed.drivername.startswith("postgresql"):
-        engine_kwargs.update(pool_pre_ping=True, pool_size=2, max_overflow=2,
-                             connect_args={"connect_timeout": 5})
+        engine_kwargs.update(pool_pre_ping=True, pool_size=2, max_overflow=3,
+                             connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    rdb_kwargs: dict = {"skip_table_creation": not create_tables}
+    if heartbeat_interval:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+        rdb_kwargs.update(
+            heartbeat_interval=int(heartbeat_interval),
+            grace_period=int(grace_period or 2 * heartbeat_interval),
+            heartbeat_stale_trial_callback=retry,
+        )
+    # Creating the schema is not safe against a second process doing the same on a new file.
+    guard = _file_lock(db) if db is not None and create_tables else nullcontext()
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
-    except Exception as exc:  # sqlalchemy OperationalError and friends: one line, no URL password
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-        raise HpoError(f"cannot open the study store {mask_url(url)}: {reason}") from None
+        with guard, warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
+            if db is not None:
+                with storage.engine.connect() as conn:  # WAL: readers never block the one writer
+                    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    except HpoError:
+        raise
+    except Exception as exc:  # sqlalchemy OperationalError and friends: one line, no password
+        raise HpoError(
+            f"cannot open the study store {mask_url(url)}: {_reason(exc)}; check that the "
+            "database server runs and the URL is right"
+        ) from None
     if parsed.drivername.startswith("sqlite"):
-        with storage.engine.connect() as conn:  # WAL: readers never block the one writer
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        event.listen(storage.engine, "begin", _begin_immediate)
     return storage
+
+
+def _begin_immediate(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _reason(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__
+
+
+def artifact_dir(url: str | None = None, override: str | Path | None = None) -> Path:
+    """Where trial artifacts (prediction strips) go: ``override``, else ``$HPO_ARTIFACTS``, else
+    ``artifacts/`` beside a SQLite store, else ``studies/artifacts``.
+
+    Workers on other machines need the same folder (a shared mount) for the dashboard to show
+    all artifacts of a PostgreSQL study.
+    """
+    if override:
+        return Path(override)
+    if os.environ.get("HPO_ARTIFACTS"):
+        return Path(os.environ["HPO_ARTIFACTS"])
+    db = sqlite_path(url or default_storage())
+    return (db.parent if db is not None else Path("studies")) / "artifacts"
+
+
+def open_artifact_store(
+    url: str | None = None, override: str | Path | None = None, create: bool = True
+) -> FileSystemArtifactStore:
+    """The artifact store that belongs to the study store at ``url`` (see :func:`artifact_dir`)."""
+    path = artifact_dir(url, override)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
+
+
+def without_heartbeat(storage: optuna.storages.RDBStorage, trial_ids: list[int]) -> list[int]:
+    """The trials among ``trial_ids`` that never recorded a heartbeat.
+
+    Optuna's stale-trial check skips such trials, so one whose process died between being created
+    and its first heartbeat would stay RUNNING forever; the workers fail them once they are old.
+    Reads Optuna's heartbeat table (a private model): on a schema it does not know, returns [].
+    """
+    if not trial_ids:
+        return []
+    try:
+        from optuna.storages._rdb.models import TrialHeartbeatModel
+
+        with storage.engine.connect() as conn:
+            table = TrialHeartbeatModel.__table__
+            beating = {row[0] for row in conn.execute(
+                select(table.c.trial_id).where(table.c.trial_id.in_(trial_ids)))}
+    except Exception:  # noqa: BLE001 (a changed private schema must not stop a study)
+        return []
+    return [t for t in trial_ids if t not in beating]
+
+
+# --- one worker at a time may decide whether a study needs another trial -----------------------
+
+_NO_LOCK = threading.Lock()  # in-memory SQLite and unknown databases: one process only
+STUDY_LOCKS: Registry = Registry("database for study locks")
+
+
+def _file_lock(db: Path) -> FileLock:
+    # "<file>.db-lock" matches the .gitignore's studies/*.db-* pattern.
+    return FileLock(str(db) + "-lock", timeout=SQLITE_BUSY_TIMEOUT_S)
+
+
+@STUDY_LOCKS.register("sqlite")
+@contextmanager
+def _sqlite_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+    db = sqlite_path(storage.url)
+    with _file_lock(db) if db is not None else _NO_LOCK:
+        yield
+
+
+@STUDY_LOCKS.register("postgresql")
+@contextmanager
+def _postgres_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+    # A session-level advisory lock, held on its own connection; if the process dies the server
+    # closes the session and releases it.
+    key = int.from_bytes(hashlib.blake2b(f"hpo:{study_name}".encode(), digest_size=8).digest(),
+                         "big", signed=True)
+    with storage.engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        conn.commit()
+        try:
+            yield
+        finally:
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+            except Exception:  # a broken connection: drop it, the server frees the lock
+                conn.invalidate()
+
+
+@contextmanager
+def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+    """Hold the study's cross-process lock (all workers, all machines sharing the store)."""
+    dialect = storage.engine.dialect.name
+    if dialect in STUDY_LOCKS:
+        with STUDY_LOCKS.get(dialect)(storage, study_name):
+            yield
+    else:  # e.g. MySQL: no lock; --trials may overshoot by up to (workers - 1)
+        with _NO_LOCK:
+            yield

@@ -1,0 +1,72 @@
+"""Ctrl-C and SIGTERM during a study: turned into ``KeyboardInterrupt`` reliably, so that the
+running trial can be failed and queued again (:mod:`hpo_vidpred.workers`).
+
+Python drops an exception raised while it runs a weakref callback or finalizer ("Exception ignored
+in ..."); a single SIGTERM from a batch scheduler could be lost that way mid-training. Until the
+interrupt is taken (:func:`take_interrupt`, first thing in every ``except KeyboardInterrupt``), it
+is raised again every second.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["install_interrupts", "interrupts", "take_interrupt"]
+
+_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM") if hasattr(signal, n))
+_pending = False  # an interrupt was signalled and no handler has taken it yet
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGINT / SIGTERM -> KeyboardInterrupt. Python drops an exception raised while it runs a
+    weakref callback or finalizer ("Exception ignored in ..."), so until :func:`take_interrupt`
+    runs, the interrupt is raised again every second (SIGALRM)."""
+    global _pending
+    _pending = True
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+    raise KeyboardInterrupt
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    if _pending:
+        _on_signal(signum, frame)
+
+
+def take_interrupt() -> None:
+    """Called first in every ``except KeyboardInterrupt``: stop re-raising, and let the clean-up
+    (failing and re-queueing the trial) finish whatever else arrives."""
+    global _pending
+    _pending = False
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+    if threading.current_thread() is threading.main_thread():
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def install_interrupts() -> dict:
+    """Route SIGINT, SIGTERM (a batch scheduler, ``terminate()``) and SIGALRM to the handlers above;
+    returns the previous handlers. Only the main thread can do this; elsewhere it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {sig: signal.signal(sig, _on_signal) for sig in _STOP_SIGNALS}
+    if hasattr(signal, "SIGALRM"):
+        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_alarm)
+    return previous
+
+
+@contextmanager
+def interrupts() -> Iterator[None]:
+    """While running, Ctrl-C and SIGTERM stop the run cleanly: the running trial is queued again."""
+    previous = install_interrupts()
+    try:
+        yield
+    finally:
+        take_interrupt()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

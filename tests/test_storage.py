@@ -1,0 +1,126 @@
+"""Study stores: URLs, masking, fail-fast, SQLite under concurrent writers, the study lock."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpo_vidpred.errors import HpoError
+from hpo_vidpred.storage import (
+    artifact_dir,
+    mask_url,
+    normalize_url,
+    open_storage,
+    sqlite_path,
+    study_lock,
+)
+
+
+def test_mask_url_hides_the_password_only() -> None:
+    masked = mask_url("postgresql+psycopg://alice:s3cret@db.example:5432/hpo")
+    assert "s3cret" not in masked
+    assert masked == "postgresql+psycopg://alice:***@db.example:5432/hpo"
+    assert mask_url("sqlite:///studies/hpo.db") == "sqlite:///studies/hpo.db"
+
+
+def test_urls_default_override_and_route_postgres_to_psycopg(monkeypatch) -> None:
+    assert normalize_url(None) == "sqlite:///studies/hpo.db"
+    monkeypatch.setenv("HPO_STORAGE", "sqlite:///elsewhere.db")
+    assert normalize_url(None) == "sqlite:///elsewhere.db"
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    with pytest.raises(HpoError, match="is not a storage URL"):
+        normalize_url("no url at all")
+
+
+def test_default_sqlite_store_is_created_on_first_use_in_wal_mode() -> None:
+    storage = open_storage()
+    assert Path("studies/hpo.db").is_file()
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert sqlite_path("sqlite:///studies/hpo.db") == Path("studies/hpo.db")
+
+
+def test_a_reader_refuses_to_create_a_store() -> None:
+    with pytest.raises(HpoError, match="no study store at studies/hpo.db; run 'hpo run' first"):
+        open_storage(must_exist=True)
+    assert not Path("studies/hpo.db").exists()
+
+
+def test_an_unreachable_database_fails_within_seconds_without_the_password() -> None:
+    started = time.monotonic()
+    with pytest.raises(HpoError) as info:
+        open_storage("postgresql://alice:s3cret@127.0.0.1:1/hpo")
+    assert time.monotonic() - started < 8
+    text = str(info.value)
+    assert text.startswith("cannot open the study store postgresql+psycopg://alice:***@")
+    assert "s3cret" not in text and "\n" not in text
+
+
+def test_artifacts_live_beside_the_store(monkeypatch, tmp_path) -> None:
+    assert artifact_dir("sqlite:///runs/x.db") == Path("runs/artifacts")
+    assert artifact_dir("postgresql+psycopg://u@h/db") == Path("studies/artifacts")
+    assert artifact_dir("sqlite:///runs/x.db", tmp_path) == tmp_path
+    monkeypatch.setenv("HPO_ARTIFACTS", str(tmp_path / "shared"))
+    assert artifact_dir("sqlite:///runs/x.db") == tmp_path / "shared"
+
+
+# --------------------------------------------------------------------------- concurrency
+def _ask_and_tell(url: str, name: str, n: int) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    for _ in range(n):
+        trial = study.ask()
+        trial.set_user_attr("worker", mp.current_process().name)
+        study.tell(trial, trial.suggest_float("x", 0, 1))
+
+
+def test_sqlite_survives_four_concurrent_writers() -> None:
+    url = "sqlite:///studies/hpo.db"
+    optuna.create_study(study_name="busy", storage=open_storage(url))
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_ask_and_tell, args=(url, "busy", 15)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]  # a "database is locked" would fail one
+    trials = optuna.load_study(study_name="busy", storage=url).get_trials()
+    assert len(trials) == 60 and sorted(t.number for t in trials) == list(range(60))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def _bump_under_lock(url: str, name: str, counter: str, n: int) -> None:
+    storage = open_storage(url)
+    for _ in range(n):
+        with study_lock(storage, name):  # read-modify-write: loses updates without the lock
+            value = int(Path(counter).read_text())
+            time.sleep(0.002)
+            Path(counter).write_text(str(value + 1))
+
+
+def _lock_is_exclusive(url: str, counter: Path) -> None:
+    counter.write_text("0")
+    name = f"lock-{uuid.uuid4().hex[:8]}"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_bump_under_lock, args=(url, name, str(counter), 20))
+             for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert counter.read_text() == "60"
+
+
+def test_the_study_lock_is_exclusive_across_processes_on_sqlite(tmp_path) -> None:
+    _lock_is_exclusive("sqlite:///studies/hpo.db", tmp_path / "counter")
+
+
+@pytest.mark.postgres
+def test_the_study_lock_is_exclusive_across_processes_on_postgres(postgres_url, tmp_path) -> None:
+    _lock_is_exclusive(postgres_url, tmp_path / "counter")

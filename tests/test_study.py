@@ -1,0 +1,229 @@
+"""Studies with real training (smoke budget): records, resume, pinned cells, spec refusal,
+pruning, divergence, the optuna CLI, and ``hpo run`` itself."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from PIL import Image
+
+from hpo_vidpred import cli
+from hpo_vidpred.errors import HpoError
+from hpo_vidpred.specs import StudySpec
+from hpo_vidpred.storage import open_artifact_store, open_storage
+from hpo_vidpred.study import PRUNERS, SAMPLERS, Outcome, plan_study
+from hpo_vidpred.workers import run
+
+SQLITE = "sqlite:///studies/hpo.db"
+TINY = ("fixed: {depth: 1, hidden: 4, kernel: 3, batch_size: 4}\n"
+        "params:\n"
+        "  lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}\n")
+
+
+def _space(text: str, name: str = "space.yaml") -> str:
+    Path(name).write_text(text)
+    return name
+
+
+def _plan(**kw):
+    if "search_space" not in kw:
+        kw["search_space"] = _space(TINY + "  cell: {type: categorical, choices: "
+                                           "[convlstm, stlstm]}\n", "default.yaml")
+    return plan_study(StudySpec(budget="smoke", **kw))
+
+
+def _study(name: str, url: str = SQLITE) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def test_trials_record_values_attributes_and_a_prediction_strip() -> None:
+    plan = _plan()
+    summary = run(plan, storage_url=SQLITE, trials=3, progress=False)
+    assert summary["trials"]["finished"] == 3 and summary["best"]["value"] > 0
+    study = _study(plan.name)
+    spec = study.user_attrs["spec"]
+    assert spec["study"]["budget"] == "smoke" and spec["data"]["height"] == 16
+    assert spec["search_space"]["params"]["lr"]["log"] is True
+    assert study.user_attrs["package_version"] and study.user_attrs["git_commit"]
+    store = open_artifact_store(SQLITE)
+    for trial in study.trials:
+        assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        epochs = trial.user_attrs["epochs"]
+        assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))  # val_mse/epoch
+        for key in ("n_params", "stop_reason", "best_epoch", "step_ms", "train_seconds",
+                    "val_ssim", "val_psnr", "device", "model_spec", "train_spec"):
+            assert key in trial.user_attrs, key
+        assert trial.user_attrs["model_spec"]["cell"] == trial.params["cell"]
+        assert trial.user_attrs["train_spec"]["lr"] == trial.params["lr"]
+        (meta,) = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
+        with store.open_reader(meta.artifact_id) as reader:
+            image = Image.open(io.BytesIO(reader.read()))
+        assert image.format == "PNG" and image.height == 3 * (48 + 2)  # input, truth, predicted
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert all(t.user_attrs["stop_reason"] == "pruned" for t in pruned)
+
+
+def test_resume_adds_trials_and_keeps_the_old_ones() -> None:
+    plan = _plan()
+    run(plan, storage_url=SQLITE, trials=2, progress=False)
+    first = [(t.params, t.value) for t in _study(plan.name).trials]
+    summary = run(_plan(), storage_url=SQLITE, trials=4, progress=False)
+    trials = _study(plan.name).trials
+    assert summary["ran_this_run"] == 2 and len(trials) == 4
+    assert [(t.params, t.value) for t in trials[:2]] == first
+    assert trials[2].params != trials[0].params  # the resumed sampler does not repeat itself
+    again = run(_plan(), storage_url=SQLITE, trials=4, progress=False)
+    assert again["ran_this_run"] == 0 and "nothing to run" in again["notes"][0]
+
+
+def test_a_pinned_cell_is_never_sampled() -> None:
+    plan = _plan(cell="stlstm")
+    assert plan.name == "autoencoder-mmnist-stlstm"
+    run(plan, storage_url=SQLITE, trials=3, progress=False)
+    for trial in _study(plan.name).trials:
+        assert "cell" not in trial.params
+        assert trial.user_attrs["model_spec"]["cell"] == "stlstm"
+
+
+def test_a_changed_spec_is_refused_and_nothing_is_lost() -> None:
+    plan = _plan()
+    run(plan, storage_url=SQLITE, trials=1, progress=False)
+    wider = _space(TINY.replace("3.0e-2", "1.0e-1") + "  cell: {type: categorical, choices: "
+                                                     "[convlstm, stlstm]}\n", "wider.yaml")
+    with pytest.raises(HpoError) as info:
+        run(_plan(search_space=wider), storage_url=SQLITE, trials=2, progress=False)
+    text = str(info.value)
+    assert "study 'autoencoder-mmnist' exists with a different spec" in text
+    assert "search_space.params.lr.high: 0.03 -> 0.1" in text and "--study NAME" in text
+    with pytest.raises(HpoError, match=r"study\.budget: smoke -> small"):
+        run(plan_study(StudySpec(budget="small", search_space=plan.spec.search_space)),
+            storage_url=SQLITE, trials=2, progress=False)
+    assert len(_study(plan.name).trials) == 1
+    other = run(_plan(search_space=wider, name="wider"), storage_url=SQLITE, trials=1,
+                progress=False)  # the way out the message names
+    assert other["trials"]["finished"] == 1
+
+
+def test_a_diverging_trial_is_recorded_with_its_reason_and_the_study_goes_on() -> None:
+    # A float32 loss times 1e39 overflows: a non-finite loss, which train.py calls diverged.
+    space = _space(TINY + "  frame_loss_weight: {type: categorical, choices: [1.0, 1.0e39]}\n")
+    plan = _plan(search_space=space, sampler="random", pruner="none")
+    summary = run(plan, storage_url=SQLITE, trials=5, progress=False)
+    trials = _study(plan.name).trials
+    diverged = [t for t in trials if t.params["frame_loss_weight"] > 1]
+    assert diverged and len(diverged) < len(trials)
+    for t in diverged:
+        assert t.state == TrialState.FAIL and t.user_attrs["stop_reason"] == "diverged"
+        assert t.user_attrs["fail_reason"] == "diverged: non-finite loss in epoch 1"
+    assert all(t.state == TrialState.COMPLETE for t in trials if t not in diverged)
+    assert summary["trials"]["finished"] == 5
+    assert {f["reason"] for f in summary["failures"]} == {"diverged: non-finite loss in epoch 1"}
+
+
+class Curve:
+    """Cheap objective: lr above 0.1 is a useless region whose curve never falls."""
+
+    def prepare(self, plan, device) -> None:
+        pass
+
+    def __call__(self, trial, plan, device, artifact_store) -> Outcome:
+        lr = plan.space.sample(trial)["lr"]
+        for epoch in range(1, plan.train.epochs + 1):
+            value = 1.0 if lr > 0.1 else 0.5 * lr / epoch
+            trial.report(value, epoch)
+            if trial.should_prune():
+                return Outcome(TrialState.PRUNED, reason=f"pruned after epoch {epoch}")
+        return Outcome(TrialState.COMPLETE, value=value)
+
+
+@pytest.mark.parametrize("pruner", sorted(PRUNERS.names()))
+def test_a_pruner_prunes_the_useless_region(pruner: str) -> None:
+    space = _space("params:\n  lr: {type: float, low: 1.0e-4, high: 1.0, log: true}\n")
+    plan = _plan(search_space=space, sampler="random", pruner=pruner)
+    run(plan, storage_url=SQLITE, trials=16, progress=False, objective=Curve())
+    trials = _study(plan.name).trials
+    useless = [t for t in trials if t.params["lr"] > 0.1]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    if pruner == "none":
+        assert not pruned
+        return
+    late = [t for t in useless if t.number >= 6]  # after the median pruner's 5 startup trials
+    assert late and all(t.state == TrialState.PRUNED for t in late)
+    assert min(t.value for t in trials if t.state == TrialState.COMPLETE) < 0.1
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS.names()))
+def test_every_sampler_runs_a_conditional_space(sampler: str) -> None:
+    space = _space("params:\n"
+                   "  depth: {type: int, low: 1, high: 2}\n"
+                   "  hidden: {type: int, low: 2, high: 8, per_layer: depth}\n"
+                   "  cell: {type: categorical, choices: [convlstm, stlstm]}\n"
+                   "  lr: {type: float, low: 1.0e-4, high: 1.0, log: true}\n")
+    plan = _plan(search_space=space, sampler=sampler, pruner="none")
+    summary = run(plan, storage_url=SQLITE, trials=12, progress=False, objective=Curve())
+    assert summary["trials"]["complete"] == 12
+    for t in _study(plan.name).trials:
+        assert len([k for k in t.params if k.startswith("hidden_")]) == t.params["depth"]
+
+
+def test_bad_names_are_one_line_errors_before_anything_runs() -> None:
+    for kw, message in [({"arch": "unet"}, "unknown architecture 'unet'"),
+                        ({"sampler": "grid"}, "unknown sampler 'grid'; choose one of: tpe"),
+                        ({"pruner": "wilcoxon"}, "unknown pruner 'wilcoxon'"),
+                        ({"cell": "gru"}, "unknown cell 'gru'"),
+                        ({"budget": "huge"}, "unknown budget 'huge'"),
+                        ({"data": "ucf"}, "unknown dataset 'ucf'")]:
+        with pytest.raises(HpoError, match=message):
+            plan_study(StudySpec(**kw))
+    assert not Path("studies").exists()
+
+
+def test_hpo_run_prints_a_json_summary(capsys) -> None:
+    space = _space(TINY)
+    code = cli.main(["run", "--arch", "autoencoder", "--data", "mmnist", "--trials", "2",
+                     "--budget", "smoke", "--search-space", space, "--quiet", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["study"] == "autoencoder-mmnist" and summary["trials"]["finished"] == 2
+    assert summary["storage"] == SQLITE and math.isfinite(summary["best"]["value"])
+    assert Path("studies/hpo.db").is_file() and Path("studies/artifacts").is_dir()
+
+
+def test_missing_data_is_one_line_before_any_study_exists(capsys) -> None:
+    code = cli.main(["run", "--arch", "autoencoder", "--data", "kth", "--budget", "smoke",
+                     "--data-dir", "nowhere"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: KTH folder") and err.count("\n") == 1
+    assert optuna.get_all_study_names(storage=open_storage(SQLITE)) == []
+
+
+def test_hpo_run_with_an_unreachable_store_fails_fast(capsys) -> None:
+    started = time.monotonic()
+    code = cli.main(["run", "--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke",
+                     "--storage", "postgresql://me:pw@127.0.0.1:1/hpo"])
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - started < 10
+    assert err.startswith("error: cannot open the study store postgresql+psycopg://me:***@")
+    assert "pw@" not in err and err.count("\n") == 1
+
+
+def test_the_optuna_command_line_reads_the_study() -> None:
+    plan = _plan()
+    run(plan, storage_url=SQLITE, trials=2, progress=False)
+    optuna_cli = Path(sys.executable).parent / "optuna"
+    out = subprocess.run([str(optuna_cli), "trials", "--study-name", plan.name, "--storage",
+                          SQLITE, "-f", "json"], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [row["number"] for row in rows] == [0, 1]
+    assert {row["state"] for row in rows} <= {"COMPLETE", "PRUNED"}
