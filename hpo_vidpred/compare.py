@@ -1,0 +1,457 @@
+"""``hpo compare``: the fixed-vs-optimized protocol (DESIGN section 3; STYLE "Running studies
+fairly").
+
+For each recurrent cell, two configurations are retrained with seeds 0..k-1 at the full budget of
+one level (every epoch; no pruning; early stopping only as the training spec configures it) and
+evaluated once on the test split, which nothing else touches:
+
+- ``fixed``: the seed's configuration. Its retrains *are* ``hpo fixed`` runs (study
+  ``fixed-{arch}-{data}-{cell}``, one trial per seed); a run already there with the same spec and
+  its checkpoint on disk is reused instead of trained again.
+- ``optimized``: the best complete trial of the search study -- ``{arch}-{data}-{cell}`` when the
+  cell was pinned, else the best trial with that cell of ``{arch}-{data}`` -- or the configuration
+  of ``--config FILE`` (``hpo export``). At the search study's budget the trial's recorded specs
+  are retrained as they are; at another ``--budget`` its sampled values are applied to that
+  budget's specs.
+
+Each retrain becomes one trial of study ``compare-{arch}-{data}``, added in one step once it is
+done (so a killed run leaves nothing half-recorded and a rerun does only what is missing): value =
+test MSE, user attributes ``role``, ``cell``, ``seed``, ``config_id``, ``test_<metric>`` and
+``test_<metric>_per_step`` (:mod:`hpo_vidpred.metrics`), ``TrainResult.user_attrs()``, the specs,
+the checkpoint and, for the first seed, the predicted frames of test sequence 0 (for the report's
+strips). The study keeps the input and true frames of that sequence.
+
+"Fixed vs optimized" compares published defaults with a tuned configuration; it is not a fair
+"A beats B" claim (the report labels it so).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import optuna
+import torch
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from . import __version__
+from .budgets import dict_changes
+from .errors import HpoError
+from .export import best_trials, config_id, load_configurations, study_kind, trial_cell
+from .fixed import FixedPlan, plan_fixed, run_fixed
+from .specs import DataSpec, ModelSpec, StudySpec, TrainSpec, from_dict, to_dict
+
+__all__ = ["ROLES", "Retrain", "ComparePlan", "plan_compare", "run_compare", "compare_name",
+           "encode_frames", "decode_frames", "format_summary"]
+
+ROLES = ("fixed", "optimized")
+METRIC_NAMES = ("mse", "mse_frame", "mae", "psnr", "ssim")
+
+
+def compare_name(arch: str, data: str) -> str:
+    """The comparison study of ``arch`` on ``data``."""
+    return f"compare-{arch}-{data}"
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """One retrain: a configuration, a role, a cell and a seed."""
+
+    role: str
+    cell: str
+    seed: int
+    model: ModelSpec
+    train: TrainSpec  # seed set to ``seed``
+    data: DataSpec
+    source: str  # where the configuration came from, for people
+    source_study: str = ""  # the search study it came from (optimized role)
+    fixed_plan: Optional[FixedPlan] = None  # the fixed role trains through ``hpo fixed``
+
+    @property
+    def config_id(self) -> str:
+        return config_id(self.model, self.train, self.data)
+
+    @property
+    def key(self) -> tuple[str, str, int, str]:
+        return self.role, self.cell, self.seed, self.config_id
+
+
+@dataclass(frozen=True)
+class ComparePlan:
+    """Everything ``hpo compare`` will retrain, resolved before anything runs."""
+
+    arch: str
+    data_name: str
+    budget: str
+    budget_changes: Mapping[str, Any]
+    data: DataSpec
+    cells: tuple[str, ...]
+    seeds: tuple[int, ...]
+    retrains: tuple[Retrain, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def study_name(self) -> str:
+        return compare_name(self.arch, self.data_name)
+
+    def record(self) -> dict[str, Any]:
+        """The study's spec, compared when it exists (another budget or data is refused)."""
+        data = to_dict(self.data)
+        data.pop("root")
+        return {"compare": {"arch": self.arch, "data": self.data_name, "budget": self.budget},
+                "data": data}
+
+
+# --------------------------------------------------------------------------- planning
+def plan_compare(storage: Any, arch: str, data: str, *, cells: Optional[Sequence[str]] = None,
+                 seeds: int = 3, budget: Optional[str] = None, config: Optional[str] = None,
+                 data_dir: Optional[str] = None, device: str = "auto") -> ComparePlan:
+    """Find each cell's optimized configuration (store or ``config``) and the fixed one.
+
+    ``cells`` default to every registered cell; a default cell without a search study is skipped
+    with a note, an asked-for one is an error. ``budget`` defaults to the search budget.
+    """
+    from . import archs
+    from . import data as datasets
+    from .cells import CELLS
+
+    archs.ARCHS.get(arch)
+    datasets.DATASETS.get(data)
+    if seeds < 1:
+        raise HpoError("--seeds must be at least 1")
+    asked = list(cells) if cells else None
+    for cell in asked or ():
+        CELLS.get(cell)
+    sources = (_file_sources(config, arch, data, data_dir) if config
+               else _store_sources(storage, arch, data, asked or CELLS.names()))
+    notes = []
+    for cell in asked or CELLS.names():
+        if cell not in sources:
+            where = (f"{config}" if config else
+                     f"study {arch}-{data}-{cell} or {arch}-{data}")
+            if asked:
+                raise HpoError(f"no optimized {cell} configuration in {where}; run hpo run "
+                               f"--arch {arch} --data {data} --cell {cell} first")
+            notes.append(f"{cell}: skipped, no complete {cell} trial in {where}")
+    if not sources:
+        raise HpoError(f"no optimized configuration for {arch} on {data}: run hpo run --arch "
+                       f"{arch} --data {data} first, or pass --config FILE")
+    found = sorted({s["budget"] for s in sources.values()})
+    if budget is None and len(found) > 1:
+        raise HpoError(f"the optimized configurations come from budgets {', '.join(found)}; "
+                       "pass --budget to retrain them at one level")
+    budget = budget or found[0]
+    chosen = [c for c in (asked or CELLS.names()) if c in sources]
+    retrains: list[Retrain] = []
+    data_spec: Optional[DataSpec] = None
+    changes: Mapping[str, Any] = {}
+    for cell in chosen:
+        model, train, opt_data, source = _optimized_specs(sources[cell], budget, data_dir)
+        source_study = sources[cell]["file"].study if "file" in sources[cell] \
+            else sources[cell]["study"]
+        for seed in range(seeds):
+            fixed = plan_fixed(arch, data, cell, budget, data_dir=data_dir, seed=seed,
+                               device=device)
+            data_spec, changes = fixed.data, fixed.budget_changes
+            _same_data(opt_data, fixed.data, source)
+            retrains.append(Retrain("fixed", cell, seed, fixed.model, fixed.train, fixed.data,
+                                    f"the seed's configuration ({fixed.study_name})",
+                                    source_study=fixed.study_name, fixed_plan=fixed))
+            retrains.append(Retrain("optimized", cell, seed, model,
+                                    dataclasses.replace(train, seed=seed, device=device),
+                                    fixed.data, source, source_study=source_study))
+    return ComparePlan(arch=arch, data_name=data, budget=budget, budget_changes=changes,
+                       data=data_spec, cells=tuple(chosen), seeds=tuple(range(seeds)),
+                       retrains=tuple(retrains), notes=tuple(notes))
+
+
+def _file_sources(config: str, arch: str, data: str, data_dir: Optional[str]
+                  ) -> dict[str, dict[str, Any]]:
+    configurations = load_configurations(config, data_dir)
+    first = configurations[0]
+    if (first.arch, first.data_name) != (arch, data):
+        raise HpoError(f"{config} holds {first.arch} on {first.data_name}, not {arch} on {data}")
+    out: dict[str, dict[str, Any]] = {}
+    for c in configurations:  # the file's order is its ranking: the first per cell wins
+        out.setdefault(c.cell, {"budget": c.budget, "file": c})
+    return out
+
+
+def _store_sources(storage: Any, arch: str, data: str, cells: Sequence[str]
+                   ) -> dict[str, dict[str, Any]]:
+    names = set(optuna.get_all_study_names(storage))
+    out: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        for name in (f"{arch}-{data}-{cell}", f"{arch}-{data}"):
+            if name not in names:
+                continue
+            study = optuna.load_study(study_name=name, storage=storage)
+            if study_kind(study.user_attrs) != "search":
+                continue
+            best = [t for t in best_trials(study, 1, per_cell=True) if trial_cell(t) == cell]
+            if best:
+                out[cell] = {"budget": study.user_attrs["spec"]["study"]["budget"],
+                             "study": name, "trial": best[0], "attrs": study.user_attrs}
+                break
+    return out
+
+
+def _optimized_specs(source: Mapping[str, Any], budget: str, data_dir: Optional[str]
+                     ) -> tuple[ModelSpec, TrainSpec, Optional[DataSpec], str]:
+    """(model, train, data or None, description) of an optimized source at ``budget``."""
+    if "file" in source:
+        c = source["file"]
+        if c.budget != budget:
+            raise HpoError(f"{c.source} was exported at budget {c.budget}; retrain it at that "
+                           "budget (leave out --budget) to retrain it exactly")
+        return c.model, c.train, c.data, c.source
+    trial: FrozenTrial = source["trial"]
+    text = f"study {source['study']} trial {trial.number} (val_mse {trial.value:.5g})"
+    if budget == source["budget"]:
+        model = from_dict(ModelSpec, trial.user_attrs["model_spec"])
+        train = from_dict(TrainSpec, trial.user_attrs["train_spec"])
+        return model, train, None, text
+    plan = _replan(source["attrs"]["spec"], budget, data_dir)
+    values = plan.space.sample(optuna.trial.FixedTrial(trial.params))
+    model, train = plan.trial_specs(values, 0)
+    return model, train, None, f"{text}, applied to budget {budget}"
+
+
+def _replan(record: Mapping[str, Any], budget: str, data_dir: Optional[str]):
+    """The search study's plan at another budget, from the spec it recorded."""
+    from .study import plan_study
+
+    with tempfile.TemporaryDirectory() as tmp:
+        space = Path(tmp) / "search_space.yaml"
+        space.write_text(yaml.safe_dump(dict(record["search_space"])))
+        spec = StudySpec(**{**record["study"], "budget": budget}, search_space=str(space),
+                         data_dir=data_dir or "")
+        return plan_study(spec)
+
+
+def _same_data(optimized: Optional[DataSpec], fixed: DataSpec, source: str) -> None:
+    if optimized is None:
+        return
+    old, new = to_dict(optimized), to_dict(fixed)
+    old.pop("root"), new.pop("root")
+    differences = dict_changes(old, new)
+    if differences:
+        raise HpoError(f"{source} was trained on other data than this comparison tests on "
+                       f"({'; '.join(differences[:3])}); export it at the same budget")
+
+
+# --------------------------------------------------------------------------- running
+def run_compare(plan: ComparePlan, storage: Optional[str] = None, *, progress: bool = True,
+                log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Run every retrain of ``plan`` that the comparison study does not have yet; returns the
+    summary (what ``--json`` prints)."""
+    from . import data as datasets
+    from .storage import mask_url, normalize_url, open_storage
+    from .train import resolve_device
+
+    url = normalize_url(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = open_storage(url)
+    study = _open_compare_study(plan, store)
+    done = {_key(t) for t in study.get_trials(deepcopy=False) if _finished(t)}
+    todo = [r for r in plan.retrains if r.key not in done]
+    log(f"{plan.study_name}: {len(plan.retrains) - len(todo)} of {len(plan.retrains)} retrains "
+        f"already stored, {len(todo)} to run (budget {plan.budget}, cells "
+        f"{', '.join(plan.cells)}, seeds {', '.join(map(str, plan.seeds))})")
+    if todo:
+        device = resolve_device(todo[0].train.device)
+        data = datasets.load(plan.data, device)
+        if "test_frames" not in study.user_attrs:
+            frames = data.split("test")[0].cpu()  # (T, C, H, W) uint8
+            study.set_user_attr("test_frames", encode_frames(frames))
+        for retrain in todo:
+            trial = _retrain(plan, retrain, data, url, progress, log)
+            study.add_trial(trial)
+            value = "failed" if trial.value is None else f"test mse {trial.value:.5g}"
+            log(f"{plan.study_name}: {retrain.cell} {retrain.role} seed {retrain.seed}: {value}")
+    summary = summarize(optuna.load_study(study_name=plan.study_name, storage=store), plan)
+    summary.update(storage=mask_url(url), ran=len(todo), notes=list(plan.notes))
+    return summary
+
+
+def _open_compare_study(plan: ComparePlan, store: Any) -> optuna.Study:
+    study = optuna.create_study(study_name=plan.study_name, storage=store, load_if_exists=True,
+                                direction="minimize")
+    stored = study.user_attrs.get("spec")
+    if stored is None:
+        from .study import git_commit
+
+        for key, value in {"spec": plan.record(), "kind": "compare", "objective": "test_mse",
+                           "budget": dict(plan.budget_changes), "package_version": __version__,
+                           "git_commit": git_commit()}.items():
+            study.set_user_attr(key, value)
+        return study
+    differences = dict_changes(stored, plan.record())
+    if differences:
+        raise HpoError(f"study {plan.study_name!r} exists with a different spec "
+                       f"({'; '.join(differences[:3])}); compare at the original budget or use "
+                       "another store with --storage URL")
+    return study
+
+
+def _key(trial: FrozenTrial) -> tuple:
+    a = trial.user_attrs
+    return a.get("role"), a.get("cell"), a.get("seed"), a.get("config_id")
+
+
+def _finished(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.COMPLETE or (trial.state == TrialState.FAIL
+                                                  and "fail_reason" in trial.user_attrs)
+
+
+def _retrain(plan: ComparePlan, r: Retrain, data: Any, url: str, progress: bool,
+             log: Callable[[str], None]) -> FrozenTrial:
+    """Train (or reuse) one retrain, test it once; the trial to add to the comparison study."""
+    from . import archs
+    from .checkpoint import checkpoint_path, load_checkpoint
+    from .train import evaluate, resolve_options, seed_everything, train_and_evaluate
+
+    attrs: dict[str, Any] = {"role": r.role, "cell": r.cell, "seed": r.seed,
+                             "config_id": r.config_id, "source": r.source,
+                             "source_study": r.source_study,
+                             "model_spec": to_dict(r.model), "train_spec": to_dict(r.train)}
+    if r.role == "fixed":
+        fixed_trial = _fixed_run(r.fixed_plan, url, progress, log)
+        attrs.update({k: v for k, v in fixed_trial.user_attrs.items()
+                      if k not in ("model_spec", "train_spec")})
+        attrs["source_trial"] = f"{r.fixed_plan.study_name} trial {fixed_trial.number}"
+        curve = dict(fixed_trial.intermediate_values)
+        model = None
+        if fixed_trial.state == TrialState.COMPLETE:
+            model, _ = load_checkpoint(fixed_trial.user_attrs["checkpoint"])
+    else:
+        log(f"{plan.study_name}: training {r.cell} optimized seed {r.seed} ({r.source})")
+        seed_everything(r.seed)
+        model = archs.create_model(r.model)
+        path = checkpoint_path(plan.study_name, f"optimized-{r.cell}-{r.config_id}-seed{r.seed}")
+        result = train_and_evaluate(model, data, r.train, progress=progress,
+                                    checkpoint_path=path, model_spec=r.model,
+                                    data_spec=plan.data)
+        attrs.update(result.user_attrs())
+        curve = {i + 1: v for i, v in enumerate(result.curves["val_mse"]) if math.isfinite(v)}
+        if result.best_epoch > 0:
+            attrs.update(checkpoint=str(path), val_mse=result.best_val_mse)
+        else:
+            model = None
+            attrs["fail_reason"] = f"{result.stop_reason} before any epoch validated"
+    if model is None:
+        attrs.setdefault("fail_reason", "the training run failed")
+        return optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=attrs,
+                                         intermediate_values=curve)
+    options = resolve_options(r.train)
+    model.to(options.device)
+    metrics = evaluate(model, data, "test", r.train.val_batch_size, data_spec=plan.data,
+                       options=options)
+    for name in METRIC_NAMES:
+        attrs[f"test_{name}"] = float(metrics[name])
+        attrs[f"test_{name}_per_step"] = [float(v) for v in metrics[f"{name}_per_step"]]
+    if r.seed == plan.seeds[0]:
+        attrs["test_prediction"] = encode_frames(_predict_first(model, data, plan.data))
+    return optuna.trial.create_trial(state=TrialState.COMPLETE, value=attrs["test_mse"],
+                                     user_attrs=attrs, intermediate_values=curve)
+
+
+def _fixed_run(fixed: FixedPlan, url: str, progress: bool,
+               log: Callable[[str], None]) -> FrozenTrial:
+    """The ``hpo fixed`` trial of this plan's seed: reused when stored with the same spec and its
+    checkpoint on disk, else trained now with :func:`hpo_vidpred.fixed.run_fixed`."""
+    from .storage import open_storage
+
+    store = open_storage(url)
+    try:
+        study = optuna.load_study(study_name=fixed.study_name, storage=store)
+    except KeyError:
+        study = None
+    if study is not None and study.user_attrs.get("spec") == fixed.record():
+        for t in study.get_trials(deepcopy=False):
+            if (t.user_attrs.get("train_spec") or {}).get("seed") != fixed.train.seed:
+                continue
+            if t.state == TrialState.COMPLETE and Path(t.user_attrs.get("checkpoint", "")
+                                                       ).is_file():
+                log(f"{fixed.study_name}: reusing trial {t.number} (seed {fixed.train.seed})")
+                return t
+    log(f"{fixed.study_name}: training seed {fixed.train.seed} (hpo fixed)")
+    summary = run_fixed(fixed, url, progress=progress)
+    study = optuna.load_study(study_name=fixed.study_name, storage=store)
+    return study.trials[summary["trial"]]
+
+
+@torch.no_grad()
+def _predict_first(model: torch.nn.Module, data: Any, spec: DataSpec) -> torch.Tensor:
+    """Closed-loop prediction of test sequence 0 as uint8 ``(n_out, C, H, W)``."""
+    model.eval()
+    device = next(model.parameters()).device
+    frames = data.split("test")[0:1].to(device).float().div(255.0)  # (1, T, C, H, W)
+    predicted = model(frames[:, :spec.n_in], spec.n_out).frames.float().clamp(0.0, 1.0)
+    return predicted[0].mul(255.0).round().to(torch.uint8).cpu()  # (n_out, C, H, W)
+
+
+# --------------------------------------------------------------------------- frames in the store
+def encode_frames(frames: torch.Tensor) -> dict[str, Any]:
+    """uint8 frames ``(T, C, H, W)`` as a small JSON-safe dict (zlib + base64) for user attrs."""
+    array = frames.detach().cpu().to(torch.uint8).numpy()
+    return {"shape": list(array.shape),
+            "zlib_b64": base64.b64encode(zlib.compress(array.tobytes(), 9)).decode("ascii")}
+
+
+def decode_frames(encoded: Mapping[str, Any]) -> torch.Tensor:
+    """The inverse of :func:`encode_frames`: float frames ``(T, C, H, W)`` in [0, 1]."""
+    raw = zlib.decompress(base64.b64decode(encoded["zlib_b64"]))
+    array = np.frombuffer(raw, dtype=np.uint8).reshape(encoded["shape"])
+    return torch.from_numpy(array.copy()).float().div(255.0)
+
+
+# --------------------------------------------------------------------------- summary
+def summarize(study: optuna.Study, plan: ComparePlan) -> dict[str, Any]:
+    """Per cell and role: seeds, test MSE / SSIM mean and sample std of the plan's retrains."""
+    wanted = {r.key for r in plan.retrains}
+    trials = [t for t in study.get_trials(deepcopy=False)
+              if t.state == TrialState.COMPLETE and _key(t) in wanted]
+    rows = []
+    for cell in plan.cells:
+        for role in ROLES:
+            group = [t for t in trials if t.user_attrs["cell"] == cell
+                     and t.user_attrs["role"] == role]
+            mse = np.array([t.user_attrs["test_mse"] for t in group])
+            ssim = np.array([t.user_attrs["test_ssim"] for t in group])
+            rows.append({"cell": cell, "role": role, "n": len(group),
+                         "test_mse": _mean_std(mse), "test_ssim": _mean_std(ssim),
+                         "source": next((r.source for r in plan.retrains
+                                         if (r.cell, r.role) == (cell, role)), "")})
+    return {"study": plan.study_name, "budget": plan.budget, "seeds": list(plan.seeds),
+            "rows": rows}
+
+
+def _mean_std(values: np.ndarray) -> list[Optional[float]]:
+    if not len(values):
+        return [None, None]
+    return [float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None]
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The summary as a few lines for a terminal."""
+    lines = [f"study {summary['study']} ({summary['storage']}), budget {summary['budget']}, "
+             f"seeds {', '.join(map(str, summary['seeds']))}: {summary['ran']} retrain(s) run "
+             "now; test split, published defaults vs tuned:"]
+    for row in summary["rows"]:
+        mse, ssim = row["test_mse"], row["test_ssim"]
+        text = "-" if mse[0] is None else (
+            f"mse {mse[0]:.5g}" + (f" +- {mse[1]:.2g}" if mse[1] is not None else "")
+            + f", ssim {ssim[0]:.4f}")
+        lines.append(f"  {row['cell']:9s} {row['role']:9s} n={row['n']}  {text}  "
+                     f"[{row['source']}]")
+    lines += [f"note: {n}" for n in summary["notes"]]
+    return "\n".join(lines)

@@ -1,0 +1,297 @@
+"""``hpo export``: the best configurations of a study as a YAML or JSON file, and reading them
+back.
+
+A file holds, per configuration, the sampled parameters *and* the exact specs the trial trained
+(model, training, budgeted data without its root), so ``hpo fixed --config FILE`` and
+``hpo compare --config FILE`` retrain exactly that configuration::
+
+    format: hpo-vidpred-config/1
+    study: autoencoder-mmnist-convlstm
+    arch: autoencoder
+    data: mmnist
+    budget: small
+    data_spec: {name: mmnist, height: 32, width: 32, n_in: 5, ...}
+    configurations:
+    - {rank: 1, cell: convlstm, trial: 7, val_mse: 0.0213, n_params: 8211, params: {...},
+       model_spec: {...}, train_spec: {...}}
+
+The helpers :func:`study_kind`, :func:`study_budget` and :func:`trial_cell` read what ``hpo run``,
+``hpo fixed`` and ``hpo compare`` record; :mod:`hpo_vidpred.compare` and the report use them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from .errors import HpoError
+from .specs import DataSpec, ModelSpec, TrainSpec, from_dict, to_dict
+
+__all__ = [
+    "FORMAT",
+    "FORMATS",
+    "Configuration",
+    "study_kind",
+    "study_budget",
+    "trial_cell",
+    "load_study",
+    "best_trials",
+    "export_study",
+    "dump_export",
+    "load_configurations",
+    "plan_from_config",
+    "config_id",
+]
+
+FORMAT = "hpo-vidpred-config/1"
+FORMATS = ("yaml", "json")
+
+
+# --------------------------------------------------------------------------- reading a store
+def study_kind(user_attrs: Mapping[str, Any]) -> str:
+    """``search`` (``hpo run``), ``fixed`` (``hpo fixed``), ``compare`` or ``other``, from a
+    study's user attributes."""
+    spec = user_attrs.get("spec") or {}
+    if user_attrs.get("kind") in ("fixed", "compare"):
+        return user_attrs["kind"]
+    return "search" if "study" in spec and "search_space" in spec else "other"
+
+
+def study_budget(user_attrs: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """The budget a study ran at and what it changed (``["data.height: 64 -> 32", ...]``).
+
+    ``hpo fixed`` and ``hpo compare`` record the change list; for a search study it is read off
+    the recorded (budgeted) data and training specs against the dataset's and TrainSpec's
+    defaults, so it says what ran even after a budget's definition changed.
+    """
+    from . import budgets
+    from . import data as datasets
+
+    spec = user_attrs.get("spec") or {}
+    kind = study_kind(user_attrs)
+    if kind in ("fixed", "compare"):
+        recorded = user_attrs.get("budget") or {}
+        return recorded.get("budget", spec.get(kind, {}).get("budget", "?")), \
+            list(recorded.get("changes", []))
+    if kind != "search":
+        return "?", []
+    name = spec["study"]["budget"]
+    try:
+        default = to_dict(datasets.default_spec(spec["study"]["data"]))
+    except HpoError:  # a dataset this version does not know
+        return name, []
+    default.pop("root")
+    train_default = to_dict(TrainSpec())
+    keys = [k for k in _BUDGET_TRAIN_KEYS if k in spec["train"]]
+    changes = budgets.dict_changes(
+        {"data": default, "train": {k: train_default[k] for k in keys}},
+        {"data": spec["data"], "train": {k: spec["train"][k] for k in keys}})
+    width = budgets.BUDGETS.get(name).max_width if name in budgets.BUDGETS else None
+    if width is not None:
+        changes.append(f"search-space widths capped at {width} channels per layer")
+    return name, changes
+
+
+_BUDGET_TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_size", "val_batch_size")
+
+
+def trial_cell(trial: FrozenTrial) -> Optional[str]:
+    """The recurrent cell a trial trained (its recorded model spec, else its ``cell`` param)."""
+    return (trial.user_attrs.get("model_spec") or {}).get("cell") or trial.params.get("cell")
+
+
+def load_study(storage: Any, name: str) -> optuna.Study:
+    """Load study ``name``; an :class:`HpoError` listing the store's studies if it is missing."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        shown = ", ".join(sorted(names)[:20]) or "none"
+        raise HpoError(f"no study {name!r} in this store; its studies: {shown}") from None
+
+
+def best_trials(study: optuna.Study, top: int = 1, per_cell: bool = False) -> list[FrozenTrial]:
+    """The ``top`` complete trials with the lowest value (per cell with ``per_cell``), best first.
+
+    Only trials that recorded the specs they trained count (what ``hpo run`` and ``hpo fixed``
+    store).
+    """
+    if top < 1:
+        raise HpoError("--top must be at least 1")
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None and "model_spec" in t.user_attrs
+                and "train_spec" in t.user_attrs]
+    complete.sort(key=lambda t: (t.value, t.number))
+    if not per_cell:
+        return complete[:top]
+    picked: list[FrozenTrial] = []
+    counts: dict[Optional[str], int] = {}
+    for t in complete:
+        cell = trial_cell(t)
+        if counts.get(cell, 0) < top:
+            counts[cell] = counts.get(cell, 0) + 1
+            picked.append(t)
+    return picked
+
+
+# --------------------------------------------------------------------------- writing
+def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = False,
+                 storage_label: str = "") -> dict[str, Any]:
+    """The export document of study ``name`` (see the module docstring); JSON-safe.
+
+    Compare studies hold test-set results and are refused: selecting on the test split would
+    leak it into the configuration.
+    """
+    study = load_study(storage, name)
+    attrs = study.user_attrs
+    kind = study_kind(attrs)
+    if kind == "compare":
+        raise HpoError(f"{name!r} holds test-set results of 'hpo compare'; export from the "
+                       "search study it retrained (e.g. hpo export --study "
+                       f"{name.removeprefix('compare-')}-convlstm)")
+    if kind == "other":
+        raise HpoError(f"study {name!r} was not made by 'hpo run' or 'hpo fixed'; nothing to "
+                       "export")
+    spec = attrs["spec"]
+    source = spec["study"] if kind == "search" else spec["fixed"]
+    trials = best_trials(study, top, per_cell)
+    if not trials:
+        raise HpoError(f"study {name!r} has no complete trial yet; run more trials first")
+    budget, changes = study_budget(attrs)
+    configurations = []
+    for rank, t in enumerate(trials, start=1):
+        train = dict(t.user_attrs["train_spec"])
+        train.pop("device", None)
+        configurations.append({
+            "rank": rank, "cell": trial_cell(t), "trial": t.number, "val_mse": t.value,
+            "n_params": t.user_attrs.get("n_params"), "params": dict(t.params),
+            "model_spec": t.user_attrs["model_spec"], "train_spec": train,
+        })
+    return json.loads(json.dumps({
+        "format": FORMAT, "study": name, "storage": storage_label, "kind": kind,
+        "arch": source["arch"], "data": source["data"], "budget": budget,
+        "budget_changes": changes, "objective": attrs.get("objective", "val_mse"),
+        "data_spec": spec["data"], "configurations": configurations,
+    }))
+
+
+def dump_export(document: Mapping[str, Any], fmt: str = "yaml") -> str:
+    """The export document as YAML (with a comment saying how to retrain it) or JSON."""
+    if fmt not in FORMATS:
+        raise HpoError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if fmt == "json":
+        return json.dumps(document, indent=1) + "\n"
+    cells = sorted({c["cell"] for c in document["configurations"]})
+    head = (f"# Best configurations of study {document['study']} "
+            f"({document['storage'] or 'study store'}), budget {document['budget']}.\n"
+            f"# Retrain exactly: hpo fixed --arch {document['arch']} --data {document['data']} "
+            f"--cell {cells[0]} --config THIS_FILE [--seed N]\n"
+            f"#                  hpo compare --arch {document['arch']} --data {document['data']}"
+            f" --config THIS_FILE\n")
+    return head + yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=None,
+                                 width=99)
+
+
+# --------------------------------------------------------------------------- reading back
+@dataclass(frozen=True)
+class Configuration:
+    """One exported configuration: exactly what to retrain (specs budgeted, data root local)."""
+
+    arch: str
+    data_name: str
+    cell: str
+    budget: str
+    budget_changes: tuple[str, ...]
+    data: DataSpec
+    model: ModelSpec
+    train: TrainSpec  # seed: the source trial's
+    params: Mapping[str, Any]
+    study: str  # the study it was exported from
+    source: str  # "study S trial N (from FILE)"
+
+    @property
+    def config_id(self) -> str:
+        return config_id(self.model, self.train, self.data)
+
+
+def config_id(model: ModelSpec, train: TrainSpec, data: DataSpec) -> str:
+    """A short hash of what a run trains (the seed, device and data root left out): two runs with
+    the same id train the same configuration on the same data."""
+    train_d, data_d = to_dict(train), to_dict(data)
+    for key in ("seed", "device"):
+        train_d.pop(key)
+    data_d.pop("root")
+    text = json.dumps({"model": to_dict(model), "train": train_d, "data": data_d},
+                      sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+
+
+def load_configurations(path: str | Path, data_dir: Optional[str] = None
+                        ) -> list[Configuration]:
+    """Read a file written by ``hpo export`` (YAML or JSON); every problem is one line."""
+    from . import archs
+    from . import data as datasets
+    from .specs import load_yaml
+
+    path = Path(path)
+    document = load_yaml(path)  # JSON is YAML
+    where = str(path)
+    if not isinstance(document, Mapping) or document.get("format") != FORMAT:
+        raise HpoError(f"{where} is not a configuration file of 'hpo export' (format {FORMAT}); "
+                       "write one with hpo export --study NAME --out FILE")
+    try:
+        arch, data_name = document["arch"], document["data"]
+        archs.ARCHS.get(arch)
+        root = {"root": data_dir} if data_dir else {}
+        data = from_dict(DataSpec, {**document["data_spec"],
+                                    "root": datasets.default_spec(data_name, **root).root},
+                         where=f"{where} (data_spec)")
+        out = []
+        for entry in document["configurations"]:
+            model = from_dict(ModelSpec, entry["model_spec"], where=f"{where} (model_spec)")
+            train = from_dict(TrainSpec, entry["train_spec"], where=f"{where} (train_spec)")
+            out.append(Configuration(
+                arch=arch, data_name=data_name, cell=model.cell, budget=document["budget"],
+                budget_changes=tuple(document.get("budget_changes", ())), data=data,
+                model=model, train=train, params=dict(entry.get("params", {})),
+                study=str(document["study"]),
+                source=f"study {document['study']} trial {entry.get('trial')} (from {where})"))
+    except (KeyError, TypeError) as exc:
+        raise HpoError(f"{where} lacks {exc} or has it in the wrong form; export it again "
+                       "with hpo export") from None
+    if not out:
+        raise HpoError(f"{where} holds no configuration")
+    return out
+
+
+def plan_from_config(path: str | Path, arch: str, data: str, cell: str, *,
+                     data_dir: Optional[str] = None, seed: int = 0, device: str = "auto"):
+    """A :class:`~hpo_vidpred.fixed.FixedPlan` that retrains the file's best configuration with
+    ``cell`` exactly (its budget, data and training settings; ``seed`` and ``device`` are this
+    run's). Recorded as study ``config-{arch}-{data}-{cell}-{config id}``."""
+    from .fixed import FixedPlan
+
+    configurations = load_configurations(path, data_dir)
+    first = configurations[0]
+    if (first.arch, first.data_name) != (arch, data):
+        raise HpoError(f"{path} holds {first.arch} on {first.data_name}, not {arch} on {data}; "
+                       f"pass --arch {first.arch} --data {first.data_name}")
+    chosen = next((c for c in configurations if c.cell == cell), None)
+    if chosen is None:
+        cells = sorted({c.cell for c in configurations})
+        raise HpoError(f"{path} has no configuration with cell {cell!r}; it has: "
+                       f"{', '.join(cells)}")
+    train = dataclasses.replace(chosen.train, seed=seed, device=device)
+    return FixedPlan(arch=arch, data_name=data, cell=cell, budget=chosen.budget,
+                     data=chosen.data, model=chosen.model, train=train,
+                     budget_changes={"budget": chosen.budget, "changes":
+                                     list(chosen.budget_changes), "source": chosen.source},
+                     name=f"config-{arch}-{data}-{cell}-{chosen.config_id}")

@@ -1,0 +1,259 @@
+"""``hpo report``: tables and figures from the study store, readable offline (DESIGN section 3).
+
+Writes into one folder::
+
+    index.html          tables per dataset x architecture x cell, test error per future step,
+                        prediction strips, best configurations, search studies (links below)
+    study-<name>.html   one page per search study: its hyperparameters (scientific, nuisance,
+                        fixed), optimization history, PED-ANOVA importance, parallel coordinates,
+                        intermediate values
+    tables.md           every table as Markdown
+    tables.tex          every table as LaTeX (booktabs)
+    results.csv         one row per data x arch x cell x role, full precision
+    strips/*.png        test sequence 0: input | truth | fixed | tuned for each cell
+    plotly.min.js       plotly.js, once, referred to by the pages (no network needed)
+    style.css           the pages' style
+
+Reports are generated from the stores, never written by hand (STYLE.md); every table says the
+command that reproduces it; the numbers follow :mod:`hpo_vidpred.report_tables`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import html
+import io
+import shutil
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from . import __version__
+from .errors import HpoError
+from .report_studies import best_config_table, studies_table, study_tables
+from .report_tables import LABEL, Store, Table, collect, compare_tables, result_rows
+
+__all__ = ["write_report", "default_out", "build_tables", "to_markdown", "to_latex", "to_html",
+           "to_csv", "FILES", "PLOTLY_JS", "STYLE_CSS"]
+
+FILES = ("index.html", "tables.md", "tables.tex", "results.csv", "plotly.min.js", "style.css")
+PLOTLY_JS = "plotly.min.js"
+STYLE_CSS = "style.css"
+_BASIC_BUNDLE = Path(__file__).resolve().parent / "assets" / "plotly-basic.min.js"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1300px;padding:0 1em;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:.5em 0;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f2f2f2} code{background:#f6f6f6;padding:1px 4px;font-size:12px}
+.cmd{font-size:13px} .notes{font-size:13px;color:#444} .label{background:#fff7d6;
+border:1px solid #e8d27a;padding:.6em 1em} .warn{color:#a00} img{max-width:100%;
+image-rendering:pixelated;border:1px solid #ddd} .figure{margin:1em 0}
+"""
+
+
+# --------------------------------------------------------------------------- tables
+def build_tables(store: Store, rows: Sequence[Mapping[str, Any]]) -> list[Table]:
+    """Every table of the report, in order."""
+    tables: list[Table] = []
+    for c in store.compare:
+        mine = [r for r in rows if (r["data"], r["arch"]) == (c.field("data"), c.field("arch"))]
+        if mine:
+            tables += compare_tables(store, c, mine)
+    tables += [t for t in (best_config_table(store), studies_table(store)) if t is not None]
+    for s in store.search:
+        tables += study_tables(store, s)
+    return tables
+
+
+# --------------------------------------------------------------------------- writers
+def to_markdown(tables: Sequence[Table], heading: str) -> str:
+    """All tables as one Markdown document."""
+    out = [f"# {heading}\n"]
+    for t in tables:
+        out += [f"## {t.title}\n", "| " + " | ".join(t.headers) + " |",
+                "|" + "|".join("---" for _ in t.headers) + "|"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in t.rows]
+        out.append(f"\nReproduce: `{t.command}`\n")
+        out += [f"- {n}" for n in t.notes] + [""]
+    return "\n".join(out)
+
+
+_TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+        "±": r"$\pm$"}
+
+
+def _tex(text: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in str(text))
+
+
+def to_latex(tables: Sequence[Table], heading: str) -> str:
+    """All tables as LaTeX (``\\input`` into a document that loads booktabs)."""
+    out = [f"% {heading}", "% needs \\usepackage{booktabs}", ""]
+    for t in tables:
+        out += ["\\begin{table}[ht]", "\\centering", "\\scriptsize",
+                f"\\caption{{{_tex(t.title)}}}", f"\\label{{tab:{t.key}}}",
+                "\\begin{tabular}{" + "l" * len(t.headers) + "}", "\\toprule",
+                " & ".join(_tex(h) for h in t.headers) + " \\\\", "\\midrule"]
+        out += [" & ".join(_tex(c) for c in row) + " \\\\" for row in t.rows]
+        out += ["\\bottomrule", "\\end{tabular}", "",
+                f"\\par\\smallskip Reproduce: \\texttt{{{_tex(t.command)}}}"]
+        out += [f"\\par {_tex(n)}" for n in t.notes] + ["\\end{table}", ""]
+    return "\n".join(out)
+
+
+def to_html(t: Table) -> str:
+    """One table as an HTML fragment: title, table, command, notes (warnings in red)."""
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in t.headers)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in t.rows)
+    notes = "".join(f"<li class=\"warn\">{e(n)}</li>" if n.startswith("WARNING") else
+                    f"<li>{e(n)}</li>" for n in t.notes)
+    return (f'<h3 id="{e(t.key)}">{e(t.title)}</h3>\n<table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>\n<p class=\"cmd\">Reproduce: <code>{e(t.command)}"
+            "</code></p>\n" + (f"<ul class=\"notes\">{notes}</ul>\n" if notes else ""))
+
+
+def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``rows`` as CSV, the union of their keys as columns, full precision, empty for none."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def _page(title: str, body: str) -> str:
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><link rel=\"stylesheet\" href=\"{STYLE_CSS}\">"
+            f"<script src=\"{PLOTLY_JS}\"></script></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def _figure(fig: Any, div_id: str) -> str:
+    return ('<div class="figure">' + fig.to_html(
+        full_html=False, include_plotlyjs=False, div_id=div_id,
+        config={"displaylogo": False, "responsive": True}) + "</div>")
+
+
+# --------------------------------------------------------------------------- the report
+def default_out(storage_url: str) -> Path:
+    """``reports/<store file stem>`` for a SQLite store, else ``reports/report``."""
+    from .storage import sqlite_path
+
+    db = sqlite_path(storage_url)
+    return Path("reports") / (db.stem if db is not None else "report")
+
+
+def write_report(storage: Optional[str] = None, out: Optional[str | Path] = None,
+                 pattern: str = "*", command: Optional[str] = None) -> dict[str, Any]:
+    """Write the report of the studies matching ``pattern`` into ``out``; returns a summary.
+
+    ``command`` is shown in the index as what produced the report (default: the equivalent
+    ``hpo report`` command).
+    """
+    from .storage import mask_url, normalize_url, open_storage
+
+    url = normalize_url(storage)
+    label = mask_url(url)
+    store = collect(open_storage(url, must_exist=True), label, pattern)
+    if not store.search and not store.compare:
+        raise HpoError(f"no search or comparison study matching {pattern!r} in {label}; run "
+                       "hpo run / hpo compare first or change --studies")
+    folder = Path(out) if out else default_out(url)
+    folder.mkdir(parents=True, exist_ok=True)
+    command = command or f"hpo report --storage {label} --out {folder} --studies '{pattern}'"
+    rows = result_rows(store)
+    tables = build_tables(store, rows)
+    heading = f"hpo-vidpred report ({label}, studies '{pattern}')"
+    (folder / "results.csv").write_text(to_csv(rows))
+    (folder / "tables.md").write_text(to_markdown(tables, heading) +
+                                      f"\nProduced by: `{command}`\n")
+    (folder / "tables.tex").write_text(to_latex(tables, heading) +
+                                       f"% produced by: {command}\n")
+    _write_plotly(folder)
+    (folder / STYLE_CSS).write_text(_CSS.lstrip())
+    pages = _study_pages(store, tables, folder)
+    (folder / "index.html").write_text(_index(store, tables, folder, command, pages))
+    written = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return {"out": str(folder), "files": written, "search_studies": len(store.search),
+            "comparisons": len(store.compare), "rows": len(rows)}
+
+
+def _write_plotly(folder: Path) -> None:
+    target = folder / PLOTLY_JS
+    if _BASIC_BUNDLE.is_file():
+        shutil.copyfile(_BASIC_BUNDLE, target)
+    else:  # the installed plotly's full bundle
+        from plotly.offline import get_plotlyjs
+
+        target.write_text(get_plotlyjs())
+
+
+def _study_pages(store: Store, tables: Sequence[Table], folder: Path) -> dict[str, str]:
+    """One page per search study; returns study name -> file name."""
+    from .report_figures import study_figures
+
+    pages = {}
+    for s in store.search:
+        name = f"study-{s.name}.html"
+        parts = [f"<p><a href=\"index.html\">&larr; report</a></p><h1>Study {html.escape(s.name)}"
+                 "</h1>"]
+        parts += [to_html(t) for t in tables if t.section == s.name]
+        parts += [_figure(fig, f"fig-{i}") for i, (_, fig) in enumerate(study_figures(s))]
+        (folder / name).write_text(_page(f"study {s.name}", "\n".join(parts)))
+        pages[s.name] = name
+    return pages
+
+
+def _index(store: Store, tables: Sequence[Table], folder: Path, command: str,
+           pages: Mapping[str, str]) -> str:
+    from .report_figures import prediction_strip_image, steps_figure
+
+    e = html.escape
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    commits = sorted({str(s.attrs.get("git_commit", "unknown")) for s in store.search})
+    parts = [f"<h1>hpo-vidpred report</h1><p>Produced by <code>{e(command)}</code><br>"
+             f"store <code>{e(store.url)}</code>, studies <code>{e(store.pattern)}</code>; "
+             f"hpo-vidpred {__version__}, search commits {e(', '.join(commits) or '-')}; {now}"
+             "</p>",
+             f"<p class=\"label\"><b>Fixed vs optimized = {LABEL}.</b> Each table below sets "
+             "the seed's published configuration against the best configuration a search "
+             "found, both retrained with the same seeds and budget and tested once on the test "
+             "split. Only one side was tuned, so this is not a fair 'A beats B' comparison; the "
+             "cell tables (both cells tuned with the same budget) are. A difference smaller "
+             "than the seed-to-seed spread is not a result.</p>"]
+    strips = folder / "strips"
+    for i, c in enumerate(store.compare):
+        data, arch = c.field("data"), c.field("arch")
+        parts.append(f"<h2>{e(data)} / {e(arch)}</h2>")
+        parts += [to_html(t) for t in tables if t.key.endswith(f"-{data}-{arch}")]
+        fig = steps_figure(c)
+        if fig is not None:
+            parts.append(_figure(fig, f"steps-{i}"))
+        n_in = int(c.attrs["spec"]["data"]["n_in"])
+        image = prediction_strip_image(c, n_in)
+        if image is not None:
+            strips.mkdir(exist_ok=True)
+            name = f"strips/{data}-{arch}.png"
+            image.save(folder / name)
+            parts.append(f"<p>Test sequence 0 ({e(data)}, {e(arch)}): input | truth | fixed | "
+                         f"tuned per cell, first seed</p><img src=\"{name}\" alt=\"prediction "
+                         f"strip {e(data)} {e(arch)}\">")
+    parts.append("<h2>Search studies</h2>")
+    parts += [to_html(t) for t in tables if t.section == "studies"]
+    if pages:
+        parts.append("<p>Per study (hyperparameters, history, importance, parallel coordinates, "
+                     "learning curves): " + ", ".join(
+                         f"<a href=\"{e(p)}\">{e(n)}</a>" for n, p in pages.items()) + "</p>")
+    if store.other:
+        parts.append("<p>Other studies in the store: " + ", ".join(
+            f"{e(n)} ({e(k)}, {t} trials)" for n, k, t in store.other) + "</p>")
+    parts.append("<p>Tables as <a href=\"tables.md\">Markdown</a>, <a href=\"tables.tex\">"
+                 "LaTeX</a>, numbers as <a href=\"results.csv\">CSV</a>.</p>")
+    return _page("hpo-vidpred report", "\n".join(parts))

@@ -1,0 +1,170 @@
+"""The report's figures: plotly figures per study and comparison, PNG prediction strips.
+
+Every figure uses only scatter and bar traces, so the pages work with plotly.js's small "basic"
+bundle (see :mod:`hpo_vidpred.report`); parallel coordinates are drawn as lines over normalised
+axes instead of plotly's WebGL ``parcoords`` trace, which also renders without a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import optuna
+import plotly.graph_objects as go
+from optuna.trial import TrialState
+from PIL import Image
+from plotly.colors import sample_colorscale
+
+from .report_tables import CompareStudy, SearchStudy, role_groups
+
+__all__ = ["study_figures", "steps_figure", "prediction_strip_image", "parallel_figure"]
+
+_LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=30, t=50, b=50))
+_ROLE_NAMES = {"fixed": "fixed", "optimized": "tuned"}
+
+
+def _quiet(make, *args: Any, **kwargs: Any) -> Optional[go.Figure]:
+    """Run an optuna plot function without its warnings and log lines; None when it fails (too
+    few trials, no intermediate values)."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return make(*args, **kwargs)
+    except (ValueError, RuntimeError, ZeroDivisionError, IndexError):
+        return None
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def study_figures(s: SearchStudy) -> list[tuple[str, go.Figure]]:
+    """(title, figure) for one search study: optimization history, hyperparameter importance
+    (PED-ANOVA, Optuna 5's default), parallel coordinates, intermediate values."""
+    from optuna import visualization as vis
+    from optuna.importance import PedAnovaImportanceEvaluator
+
+    complete = [t for t in s.trials if t.state == TrialState.COMPLETE]
+    out: list[tuple[str, Optional[go.Figure]]] = [
+        ("optimization history", _quiet(vis.plot_optimization_history, s.study,
+                                        target_name="val_mse"))]
+    if len(complete) >= 2 and s.spec["search_space"]["params"]:
+        out.append(("hyperparameter importance (PED-ANOVA)", _quiet(
+            vis.plot_param_importances, s.study, evaluator=PedAnovaImportanceEvaluator(),
+            target_name="val_mse")))
+    out.append(("parallel coordinates", parallel_figure(s)))
+    if any(t.intermediate_values for t in s.trials):
+        out.append(("intermediate values (val_mse per epoch)",
+                    _quiet(vis.plot_intermediate_values, s.study)))
+    figures = []
+    for title, fig in out:
+        if fig is not None:
+            fig.update_layout(**_LAYOUT, title=f"{s.name}: {title}")
+            figures.append((title, fig))
+    return figures
+
+
+def _axis_position(value: Any, p: Mapping[str, Any]) -> Optional[float]:
+    """Where ``value`` lies on its search-space axis, 0 (low / first choice) to 1."""
+    if value is None:
+        return None
+    if p["type"] == "categorical":
+        choices = list(p["choices"])
+        return choices.index(value) / max(1, len(choices) - 1) if value in choices else None
+    low, high = float(p["low"]), float(p["high"])
+    if p.get("log"):
+        low, high, value = math.log(low), math.log(high), math.log(value)
+    return (float(value) - low) / (high - low) if high > low else 0.5
+
+
+def parallel_figure(s: SearchStudy) -> Optional[go.Figure]:
+    """Parallel coordinates of the complete trials: one line per trial over the searched
+    hyperparameters (search-space ranges, log where searched log) and val_mse, coloured by
+    val_mse (darker = lower)."""
+    space = s.spec["search_space"]["params"]
+    complete = sorted((t for t in s.trials if t.state == TrialState.COMPLETE),
+                      key=lambda t: -t.value)
+    if not complete:
+        return None
+    names = [k for k in dict.fromkeys(k for t in complete for k in t.params)]
+    names.sort(key=lambda k: list(space).index(re.sub(r"_\d+$", "", k))
+               if re.sub(r"_\d+$", "", k) in space else len(space))
+    values = np.array([t.value for t in complete])
+    lo, hi = float(values.min()), float(values.max())
+    scaled = (values - lo) / (hi - lo) if hi > lo else np.full(len(values), 0.5)
+    colors = sample_colorscale("Viridis", list(scaled))
+    fig = go.Figure()
+    axes = names + ["val_mse"]
+    for t, color, y_obj in zip(complete, colors, scaled, strict=True):
+        ys = [_axis_position(t.params.get(k), space.get(re.sub(r"_\d+$", "", k), space.get(k)))
+              if (k in space or re.sub(r"_\d+$", "", k) in space) else None for k in names]
+        params = "<br>".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in t.params.items())
+        fig.add_trace(go.Scatter(
+            x=axes, y=ys + [float(y_obj)], mode="lines+markers", line=dict(color=color, width=2),
+            marker=dict(size=5, color=color), name=f"trial {t.number}", showlegend=False,
+            hovertemplate=f"trial {t.number}<br>val_mse {t.value:.5g}<br>{params}<extra></extra>"))
+    fig.add_trace(go.Scatter(
+        x=["val_mse"] * len(values), y=list(scaled), mode="markers", showlegend=False,
+        marker=dict(color=values, colorscale="Viridis", showscale=True, size=6,
+                    colorbar=dict(title="val_mse")), hoverinfo="skip"))
+    for k in axes:
+        p = space.get(re.sub(r"_\d+$", "", k), space.get(k)) if k != "val_mse" else None
+        low, high = (f"{lo:.3g}", f"{hi:.3g}") if p is None else (
+            (str(p["choices"][0]), str(p["choices"][-1])) if p["type"] == "categorical"
+            else (f"{p['low']:.3g}", f"{p['high']:.3g}"))
+        fig.add_annotation(x=k, y=-0.08, text=low, showarrow=False, font=dict(size=10))
+        fig.add_annotation(x=k, y=1.08, text=high, showarrow=False, font=dict(size=10))
+    fig.update_yaxes(range=[-0.15, 1.15], showticklabels=False, title="position in range")
+    return fig
+
+
+def steps_figure(c: CompareStudy) -> Optional[go.Figure]:
+    """Test MSE per future step, fixed vs tuned per cell: mean over seeds, error bars one
+    standard deviation."""
+    groups = role_groups(c)
+    if not groups:
+        return None
+    fig = go.Figure()
+    for (cell, role), trials in sorted(groups.items()):
+        steps = np.array([t.user_attrs["test_mse_per_step"] for t in trials])  # (seeds, n_out)
+        std = steps.std(axis=0, ddof=1) if len(steps) > 1 else None
+        fig.add_trace(go.Scatter(
+            x=list(range(1, steps.shape[1] + 1)), y=list(steps.mean(axis=0)),
+            error_y=dict(type="data", array=list(std), visible=True) if std is not None else None,
+            mode="lines+markers", name=f"{cell} {_ROLE_NAMES[role]} (n={len(trials)})",
+            line=dict(dash="dash" if role == "fixed" else "solid")))
+    fig.update_layout(**_LAYOUT, title=f"{c.field('data')} / {c.field('arch')}: test MSE per "
+                      "future step (published defaults vs tuned)",
+                      xaxis_title="future step", yaxis_title="MSE per pixel")
+    fig.update_xaxes(dtick=1)
+    return fig
+
+
+def prediction_strip_image(c: CompareStudy, n_in: int) -> Optional[Image.Image]:
+    """Test sequence 0: input | truth | fixed | tuned prediction for each cell (first seed)."""
+    from .compare import decode_frames
+    from .strip import frame_rows
+
+    if "test_frames" not in c.attrs:
+        return None
+    frames = decode_frames(c.attrs["test_frames"])  # (T, C, H, W)
+    rows: list[tuple[str, Any]] = [("input", frames[:n_in]), ("truth", frames[n_in:])]
+    for (cell, role), trials in sorted(groups_with_predictions(c).items()):
+        rows.append((f"{cell}\n{_ROLE_NAMES[role]}", decode_frames(trials)))
+    return frame_rows(rows) if len(rows) > 2 else None
+
+
+def groups_with_predictions(c: CompareStudy) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """(cell, role) -> the stored test prediction of the lowest seed that has one."""
+    out = {}
+    for key, trials in role_groups(c).items():
+        withp = [t for t in trials if "test_prediction" in t.user_attrs]
+        if withp:
+            out[key] = withp[0].user_attrs["test_prediction"]
+    return out

@@ -1,0 +1,176 @@
+"""The report's tables about search studies: outcomes, compute, best configurations and each
+study's hyperparameters -- scientific (architecture, cell), nuisance (everything else searched)
+and fixed -- with a warning where a best value sits at the edge of its range (STYLE.md, "Running
+studies fairly")."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Mapping, Optional, Sequence
+
+from optuna.trial import FrozenTrial, TrialState
+
+from .export import study_budget
+from .report_tables import SearchStudy, Store, Table, compute_hours, fmt_int, num
+from .search_space import TRAIN_KEYS
+from .study import trial_counts
+
+__all__ = ["EDGE_SHARE", "edge_warnings", "outcome_shares", "best_config_table",
+           "studies_table", "study_tables"]
+
+EDGE_SHARE = 0.05  # the outer share of a float range that counts as its edge
+
+
+def edge_warnings(space: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+    """Searched values of ``params`` at the edge of their range in ``space`` (the recorded
+    search space), one line each."""
+    out = []
+    for name, value in params.items():
+        base = re.sub(r"_\d+$", "", name) if name not in space["params"] else name
+        p = space["params"].get(base)
+        if p is None or isinstance(value, bool):
+            continue
+        if p["type"] == "categorical":
+            numeric = [c for c in p["choices"] if isinstance(c, (int, float))
+                       and not isinstance(c, bool)]
+            if len(numeric) == len(p["choices"]) > 2 and value in (min(numeric), max(numeric)):
+                end = "smallest" if value == min(numeric) else "largest"
+                out.append(f"{name} = {value} is the {end} choice of {p['choices']}")
+            continue
+        low, high = p["low"], p["high"]
+        if p["type"] == "int":
+            at = value in (low, high)
+        else:
+            scale = (lambda x: math.log(x)) if p.get("log") else (lambda x: x)
+            width = scale(high) - scale(low)
+            position = (scale(value) - scale(low)) / width if width else 0.5
+            at = position <= EDGE_SHARE or position >= 1 - EDGE_SHARE
+        if at:
+            out.append(f"{name} = {num(value)} sits at the edge of [{num(low)}, {num(high)}]")
+    return out
+
+
+def outcome_shares(trials: Sequence[FrozenTrial]) -> dict[str, Any]:
+    """Finished trials and the share (%) of them pruned, failed and diverged (a diverged trial is
+    also failed); re-queued failures of killed workers do not count (:func:`trial_counts`)."""
+    counts = trial_counts(list(trials))
+    diverged = sum(1 for t in trials if t.state == TrialState.FAIL and (
+        t.user_attrs.get("stop_reason") == "diverged"
+        or str(t.user_attrs.get("fail_reason", "")).startswith("diverged")))
+    finished = counts["finished"]
+
+    def share(n: int) -> float:
+        return 100.0 * n / finished if finished else 0.0
+    return {**counts, "diverged": diverged, "pruned_pct": share(counts["pruned"]),
+            "failed_pct": share(counts["failed"]), "diverged_pct": share(diverged)}
+
+
+def best_config_table(store: Store) -> Optional[Table]:
+    """The best complete trial per search study and cell."""
+    rows = []
+    for s in store.search:
+        for cell, t in s.best_per_cell().items():
+            params = ", ".join(f"{k}={num(v)}" for k, v in t.params.items())
+            rows.append([s.field("data"), s.field("arch"), str(cell), s.name, str(t.number),
+                         f"{t.value:.4g}", fmt_int(t.user_attrs.get("n_params")), params])
+    if not rows:
+        return None
+    return Table("best-configurations", "Best configurations (validation split)",
+                 ["data", "arch", "cell", "study", "trial", "val_mse", "params", "sampled values"],
+                 rows, f"hpo export --study STUDY --per-cell --storage {store.url}",
+                 ["params: trainable parameters of the trained network (widths capped by the "
+                  "budget where it caps them); sampled values as the sampler chose them"],
+                 section="studies")
+
+
+def studies_table(store: Store) -> Optional[Table]:
+    """One row per search study: budget, sampler, pruner, outcomes, compute, best value."""
+    rows = []
+    for s in store.search:
+        o = outcome_shares(s.trials)
+        cpu, gpu = compute_hours(s.trials)
+        best = min((t.value for t in s.trials if t.state == TrialState.COMPLETE),
+                   default=None)
+        rows.append([s.name, s.field("cell") or "searched", s.field("budget"),
+                     s.field("sampler"), s.field("pruner"), str(o["finished"]),
+                     str(o["complete"]), f"{o['pruned_pct']:.0f}%", f"{o['failed_pct']:.0f}%",
+                     f"{o['diverged_pct']:.0f}%", f"{cpu:.3f}", f"{gpu:.3f}",
+                     "-" if best is None else f"{best:.4g}"])
+    if not rows:
+        return None
+    return Table("studies", "Search studies: outcomes and compute", [
+        "study", "cell", "budget", "sampler", "pruner", "finished", "complete", "pruned",
+        "failed", "diverged", "CPU h", "GPU h", "best val_mse"], rows,
+        "hpo run --arch ARCH --data DATA [--cell CELL] --trials N --budget B (per study: its "
+        "section below)",
+        ["shares of finished trials; diverged trials are failed trials with a non-finite loss"],
+        section="studies")
+
+
+def _describe_param(p: Mapping[str, Any]) -> str:
+    if p["type"] == "categorical":
+        text = "{" + ", ".join(map(str, p["choices"])) + "}"
+    else:
+        text = f"[{num(p['low'])}, {num(p['high'])}]" + (" log" if p.get("log") else "") + (
+            f" step {num(p['step'])}" if p.get("step") is not None else "")
+    if p.get("per_layer"):
+        text += f", one per layer ({p['per_layer']})"
+    if p.get("when"):
+        text += ", when " + ", ".join(f"{k} in {v}" for k, v in p["when"].items())
+    return text
+
+
+def study_tables(store: Store, s: SearchStudy) -> list[Table]:
+    """The hyperparameters of one search study (scientific, nuisance, fixed) with the best value
+    per cell and edge warnings."""
+    space, spec = s.spec["search_space"], s.spec
+    best = s.best_per_cell()
+    searched = set(space["params"])
+    rows = [["arch", "scientific", f"fixed in this study: {s.field('arch')}", "", ""]]
+    if "cell" not in searched:
+        pinned = s.field("cell") or spec["model"]["cell"]
+        rows.append(["cell", "scientific", f"fixed in this study: {pinned}", "", ""])
+    notes: list[str] = []
+    for name, p in space["params"].items():
+        values = []
+        for cell, t in best.items():
+            value = t.params.get(name, ", ".join(num(v) for k, v in t.params.items()
+                                                 if re.fullmatch(rf"{re.escape(name)}_\d+", k)))
+            values.append(f"{cell}: {num(value) if value != '' else '-'}")
+        role = "scientific" if name == "cell" else "nuisance"
+        rows.append([name, role, "searched " + _describe_param(p), "; ".join(values), ""])
+    for cell, t in best.items():
+        for warning in edge_warnings(space, t.params):
+            notes.append(f"WARNING ({cell} best, trial {t.number}): {warning}: the range was "
+                         "probably too narrow; widen it and search again")
+            name = re.sub(r"_\d+$", "", warning.split(" = ")[0])
+            for row in rows:
+                if row[0] == name:
+                    row[4] = "at edge"
+    fixed = dict(space.get("fixed", {}))
+    train = {k: v for k, v in spec["train"].items() if k not in searched}
+    model_config = {k: v for k, v in spec["model"].get("config", {}).items() if k not in searched}
+    if "peephole" not in searched:
+        fixed.setdefault("peephole", spec["model"].get("peephole"))
+    for group, values in (("training", {**train, **{k: v for k, v in fixed.items()
+                                                    if k in TRAIN_KEYS}}),
+                          ("model", {**model_config, **{k: v for k, v in fixed.items()
+                                                        if k not in TRAIN_KEYS and k != "cell"}})):
+        text = ", ".join(f"{k}={num(v)}" for k, v in values.items())
+        rows.append([f"({group})", "fixed", text, "", ""])
+    budget, changes = study_budget(s.attrs)
+    o = outcome_shares(s.trials)
+    cpu, gpu = compute_hours(s.trials)
+    notes += [f"budget {budget}: " + ("; ".join(changes) if changes else "no changes"),
+              f"sampler {s.field('sampler')}, pruner {s.field('pruner')}; {o['finished']} "
+              f"finished trials: {o['complete']} complete, {o['pruned']} pruned "
+              f"({o['pruned_pct']:.0f}%), {o['failed']} failed ({o['failed_pct']:.0f}%), "
+              f"{o['diverged']} diverged ({o['diverged_pct']:.0f}%); search compute "
+              f"{cpu:.3f} CPU h, {gpu:.3f} GPU h",
+              "scientific: what the study is about (architecture, cell); nuisance: tuned so that "
+              "the scientific ones are compared at their best; fixed: held constant (training "
+              "length and evaluation sizes come from the budget)"]
+    return [Table(f"study-{s.name}", f"Study {s.name}: hyperparameters",
+                  ["hyperparameter", "role", "values", "best (per cell)", "edge"], rows,
+                  s.command(store.url), notes, section=s.name)]
