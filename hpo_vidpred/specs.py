@@ -76,7 +76,7 @@ class TrainSpec:
     schedule: str = "step_half"  # step_half (x0.1 at half the epochs, the seed's) | cosine | constant
     grad_clip: float = 0.0  # max gradient norm; 0: off
     patience: int = 0  # early stopping after this many epochs without improvement; 0: off
-    min_delta: float = 0.0  # an improvement must beat the best val_mse by more than this
+    min_delta: float = 0.0  # an improvement must beat the last improving val_mse by more than this
     val_batch_size: int = 32
     teacher_forcing: str = "none"  # none | scheduled (multi-frame prediction)
     tf_decay: float = 0.5  # scheduled: teacher forcing falls from 1 to 0 over this share of steps
@@ -84,7 +84,7 @@ class TrainSpec:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: str = "auto"  # auto (on for CUDA) | on | off
-    channels_last: str = "auto"  # auto (chosen by measurement per device) | on | off
+    channels_last: str = "auto"  # auto (on for CUDA, off on CPU where it measured slower) | on | off
     compile: bool | str = False  # torch.compile: False/off | True/on | auto (on for CUDA)
 
 

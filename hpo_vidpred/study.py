@@ -413,8 +413,12 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         shown = ", ".join(map(str, numbers[:8])) + (", ..." if len(numbers) > 8 else "")
         lines.append(f"failed: {reason} (trial{'s' if len(numbers) > 1 else ''} {shown})")
     minutes, seconds = divmod(summary["seconds"], 60)
+    pool = ""
+    if "workers" in summary:
+        pool = f" ({summary['workers']} worker{'s' if summary['workers'] > 1 else ''} on " \
+               f"{', '.join(summary['devices'])})"
     lines.append(f"time used: {int(minutes)} min {seconds:.0f} s for {summary['ran_this_run']} "
-                 "trials in this run")
+                 f"trials in this run{pool}")
     lines += summary["notes"]
     return "\n".join(lines)
 

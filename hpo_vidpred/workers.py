@@ -78,6 +78,12 @@ class TrainObjective:
 
         data.load(plan.data, train.resolve_device(device))
 
+    def check(self, plan: StudyPlan) -> None:
+        """Fail with one line if the data is missing, without loading it (``data info``)."""
+        from . import data
+
+        data.info(plan.data)
+
     def __call__(self, trial: optuna.Trial, plan: StudyPlan, device: str,
                  artifact_store: Any) -> Outcome:
         return train_trial(trial, plan, device, artifact_store)
@@ -280,6 +286,36 @@ def resolve_devices(devices: str = "auto") -> list[str]:
     return out
 
 
+# Workers per device when --workers is not given (benchmarks/workers_per_device.py measures them).
+CUDA_WORKERS = 4  # trials at once per GPU (to be confirmed on a GPU with workers_per_device.py)
+CPU_MAX_WORKERS = 4  # one per core, at most this many (memory: every worker holds its data)
+
+
+def default_workers(device: str = "auto") -> int:
+    """How many trials ``hpo run`` trains at once on ``device`` when ``--workers`` is not given
+    (see benchmarks/workers_per_device.py and benchmarks/RESULTS.md)."""
+    from .train import resolve_device
+
+    cores = os.cpu_count() or 1
+    if resolve_device(device).type == "cuda":
+        # Not measured yet (no GPU in the sessions so far): small recurrent models leave a GPU
+        # mostly idle and are bound by Python and kernel launches, which several processes
+        # overlap; each worker needs a core or two for that.
+        return max(1, min(CUDA_WORKERS, cores // 2))
+    # Measured on 2 cores (benchmarks/RESULTS.md): one single-threaded worker per core finished
+    # more trials per hour than one worker using every core; more workers than cores fell back.
+    return max(1, min(cores, CPU_MAX_WORKERS))
+
+
+def resolve_workers(workers: int, device_list: list[str]) -> int:
+    """``workers`` (0: the default of the devices: one pool per GPU, or the CPU's)."""
+    if workers < 0:
+        raise HpoError("--workers must be at least 1 (or 0 for the device's default)")
+    if workers:
+        return workers
+    return sum(default_workers(d) for d in dict.fromkeys(device_list))
+
+
 def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None = None,
         workers: int = 1, devices: str = "auto", heartbeat: int = DEFAULT_HEARTBEAT_S,
         grace: int | None = None, artifacts: str | None = None, progress: bool = True,
@@ -293,17 +329,20 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     among the CPU workers). Ctrl-C (or SIGTERM) stops every worker; what finished is stored and
     interrupted trials are queued to run first next time.
     """
-    if trials < 1 or workers < 1:
-        raise HpoError("--trials and --workers must be at least 1")
+    if trials < 1:
+        raise HpoError("--trials must be at least 1")
     if timeout is not None and timeout <= 0:
         raise HpoError("--timeout must be a positive number of seconds")
     started = time.time()
     device_list = resolve_devices(devices)
+    workers = resolve_workers(workers, device_list)
     objective = objective if objective is not None else TrainObjective()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url, heartbeat_interval=heartbeat, grace_period=grace)
     if workers == 1:  # missing data fails here, before the study exists (and it stays loaded)
         objective.prepare(plan, device_list[0])
+    elif hasattr(objective, "check"):  # the same check without loading the data here
+        objective.check(plan)
     with study_lock(storage, plan.name):
         study = open_study(plan, storage)
     before = study.get_trials(deepcopy=False)
@@ -325,7 +364,8 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
             else:
                 notes += _pool(job, workers, device_list, view, threads)
     ran = len(study.get_trials(deepcopy=False)) - len(before)
-    return summarize(study, storage_url, trials, time.time() - started, ran, notes)
+    summary = summarize(study, storage_url, trials, time.time() - started, ran, notes)
+    return {**summary, "workers": workers, "devices": device_list}
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -195,6 +196,8 @@ def test_hpo_run_prints_a_json_summary(capsys) -> None:
     summary = json.loads(capsys.readouterr().out)
     assert summary["study"] == "autoencoder-mmnist" and summary["trials"]["finished"] == 2
     assert summary["storage"] == SQLITE and math.isfinite(summary["best"]["value"])
+    # no --workers: the device's default (one single-threaded worker per core, at most 4)
+    assert summary["workers"] == min(os.cpu_count() or 1, 4) and summary["devices"] == ["cpu"]
     assert Path("studies/hpo.db").is_file() and Path("studies/artifacts").is_dir()
 
 

@@ -245,6 +245,17 @@ def test_no_trial_starts_after_the_timeout() -> None:
     assert 1 <= summary["trials"]["finished"] <= 3
 
 
+def test_default_workers_follow_the_device(monkeypatch) -> None:
+    from hpo_vidpred.workers import CPU_MAX_WORKERS, default_workers, resolve_workers
+
+    for cores, expected in ((1, 1), (2, 2), (16, CPU_MAX_WORKERS)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert default_workers("cpu") == expected == resolve_workers(0, ["cpu"])
+    assert resolve_workers(3, ["cpu"]) == 3
+    with pytest.raises(HpoError, match="--workers must be at least 1"):
+        resolve_workers(-1, ["cpu"])
+
+
 def test_devices() -> None:
     assert resolve_devices("cpu,cpu") == ["cpu", "cpu"]
     if not __import__("torch").cuda.is_available():
