@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks as one script, for a CUDA machine that has torch but not the rest (the device
 # machines of this project). Prepare the wheels here first, on a machine that reaches PyPI:
-#   ../shared/gpu/prepare-wheels.sh .whl optuna-dashboard psycopg psycopg-binary cmaes av hickle filelock pytest
+#   ../shared/gpu/prepare-wheels.sh .whl optuna-dashboard bottle psycopg psycopg-binary cmaes av hickle \
+#       filelock pytest pluggy iniconfig
 # then run this from the repository root on the GPU machine; JSON goes to $OUT (default ./gpu-out).
 # Prepared on a CPU-only machine: not yet run on a GPU.
 set -uo pipefail
