@@ -26,13 +26,8 @@ import optuna
 import torch
 
 from hpo_vidpred import workers
-from hpo_vidpred.bench import (
-    BenchObjective,
-    cpu_model,
-    default_workers,
-    ensure_budget,
-    script_main,
-)
+from hpo_vidpred.bench import BenchObjective, cpu_model, ensure_budget, script_main
+from hpo_vidpred.workers import default_workers
 from hpo_vidpred.budgets import Budget
 from hpo_vidpred.errors import HpoError
 from hpo_vidpred.specs import StudySpec

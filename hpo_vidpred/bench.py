@@ -49,7 +49,6 @@ from .budgets import BUDGETS, Budget
 from .errors import HpoError
 from .registry import Registry
 from .specs import DataSpec, TrainSpec
-from .workers import CPU_MAX_WORKERS, CUDA_WORKERS, default_workers  # noqa: F401  (re-exported)
 
 __all__ = [
     "VARIANTS",
@@ -344,7 +343,7 @@ def _free(device: torch.device) -> None:
 def device_name(device: torch.device) -> str:
     """``cpu (<model>)`` or ``cuda:N (<GPU name>)``."""
     if device.type == "cuda":
-        return f"{device} ({torch.cuda.getdevice_name(device)})"
+        return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({cpu_model()})"
 
 
@@ -544,6 +543,11 @@ class BenchObjective:
 
     budget: Budget
     timings: str | None = None
+
+    def check(self, plan: Any) -> None:
+        from .workers import TrainObjective
+
+        TrainObjective().check(plan)
 
     def prepare(self, plan: Any, device: str) -> None:
         from .workers import TrainObjective

@@ -47,7 +47,7 @@ def run(
     budget: str = typer.Option("seed", help="smoke | small | seed | full"),
     workers: int = typer.Option(0, help="worker processes on this machine sharing the study "
                                 "(0: the device's default: one per core up to 4 on a CPU, 4 per "
-                                "GPU)"),
+                                "GPU with two cores each)"),
     devices: str = typer.Option("auto", help="auto | cpu | comma list of GPUs (0,1 or "
                                 "cuda:0,cuda:1); workers are spread over them"),
     seed: int = typer.Option(0, help="sampler and training seeds derive from it"),

@@ -25,6 +25,7 @@ class StudyProgress:
         self._bar: Any = None
         self._task: Any = None
         self._last = 0.0
+        self.ended = 0  # trials this run's workers finished (shown or not)
 
     def __enter__(self) -> StudyProgress:
         if self.enabled:
@@ -46,7 +47,10 @@ class StudyProgress:
             self._bar.stop()
 
     def event(self, event: dict) -> None:
-        if self._bar is None or event["event"] != "end":
+        if event["event"] != "end":
+            return
+        self.ended += 1
+        if self._bar is None:
             return
         value = f"val_mse {event['value']:.5g}" if event["value"] is not None else ""
         what = {"COMPLETE": f"complete  {value}", "PRUNED": event["reason"] or "pruned",

@@ -34,9 +34,8 @@ from .report_studies import best_config_table, studies_table, study_tables
 from .report_tables import LABEL, Store, Table, collect, compare_tables, result_rows
 
 __all__ = ["write_report", "default_out", "build_tables", "to_markdown", "to_latex", "to_html",
-           "to_csv", "FILES", "PLOTLY_JS", "STYLE_CSS"]
+           "to_csv", "PLOTLY_JS", "STYLE_CSS"]
 
-FILES = ("index.html", "tables.md", "tables.tex", "results.csv", "plotly.min.js", "style.css")
 PLOTLY_JS = "plotly.min.js"
 STYLE_CSS = "style.css"
 _BASIC_BUNDLE = Path(__file__).resolve().parent / "assets" / "plotly-basic.min.js"

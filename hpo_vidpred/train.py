@@ -387,8 +387,9 @@ def _train_epoch(run_model: nn.Module, model: nn.Module, optimizer: torch.optim.
     t0 = time.perf_counter()
     for i in range(spec.steps_per_epoch):
         step = (epoch - 1) * spec.steps_per_epoch + i
+        lr = lr_at(step, spec)  # once per step: the schedule lookup is not free
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, spec)
+            group["lr"] = lr
         frames = _layout(data.train_batch(spec.batch_size, generator).to(options.device),
                          options.channels_last)  # (B, T, C, H, W)
         optimizer.zero_grad(set_to_none=True)

@@ -66,6 +66,10 @@ class Objective(Protocol):
 
     def prepare(self, plan: StudyPlan, device: str) -> None: ...
 
+    def check(self, plan: StudyPlan) -> None:
+        """Fail with one line if ``prepare`` would fail, without loading anything (run before
+        a multi-worker study is created)."""
+
     def __call__(self, trial: optuna.Trial, plan: StudyPlan, device: str,
                  artifact_store: Any) -> Outcome: ...
 
@@ -322,8 +326,8 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
         threads: int = 0, objective: Any = None) -> dict[str, Any]:
     """Run (or continue) the plan's study until it has ``trials`` finished trials.
 
-    ``workers`` processes share the study (one runs in this process), spread round-robin over
-    ``devices``; prediction strips go to ``artifacts`` (default: beside a SQLite store). Returns
+    ``workers`` processes share the study (with 1 it runs in this process; 0: the devices'
+    default, :func:`resolve_workers`), spread round-robin over ``devices``; prediction strips go to ``artifacts`` (default: beside a SQLite store). Returns
     the summary (:func:`hpo_vidpred.study.summarize`); prints a line per trial and a bar on stderr
     when ``progress``. ``threads``: torch threads of each CPU worker (0: the cores shared out
     among the CPU workers). Ctrl-C (or SIGTERM) stops every worker; what finished is stored and
@@ -341,7 +345,7 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     storage = open_storage(storage_url, heartbeat_interval=heartbeat, grace_period=grace)
     if workers == 1:  # missing data fails here, before the study exists (and it stays loaded)
         objective.prepare(plan, device_list[0])
-    elif hasattr(objective, "check"):  # the same check without loading the data here
+    else:  # the same check without loading the data here
         objective.check(plan)
     with study_lock(storage, plan.name):
         study = open_study(plan, storage)
@@ -363,8 +367,7 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
                     work(job, 0, device_list[0], view.event)
             else:
                 notes += _pool(job, workers, device_list, view, threads)
-    ran = len(study.get_trials(deepcopy=False)) - len(before)
-    summary = summarize(study, storage_url, trials, time.time() - started, ran, notes)
+    summary = summarize(study, storage_url, trials, time.time() - started, view.ended, notes)
     return {**summary, "workers": workers, "devices": device_list}
 
 

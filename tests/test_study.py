@@ -136,6 +136,9 @@ class Curve:
     def prepare(self, plan, device) -> None:
         pass
 
+    def check(self, plan) -> None:
+        pass
+
     def __call__(self, trial, plan, device, artifact_store) -> Outcome:
         lr = plan.space.sample(trial)["lr"]
         for epoch in range(1, plan.train.epochs + 1):

@@ -36,6 +36,9 @@ class Sleepy:
     def prepare(self, plan, device) -> None:
         pass
 
+    def check(self, plan) -> None:
+        pass
+
     def __call__(self, trial, plan, device, artifact_store) -> Outcome:
         values = plan.space.sample(trial)
         for epoch in (1, 2):
@@ -114,6 +117,8 @@ def _check_killed_run(url: str, name: str, target: int, result: dict) -> None:
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     assert killed.params.items() <= retry[0].params.items()  # re-run with the same parameters
     assert any("exit code -9" in note for note in result["notes"])
+    # the killed trial never finished in this run: counted once, by its retry
+    assert result["ran_this_run"] == target
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -222,7 +227,6 @@ def test_an_objective_error_is_recorded_and_the_study_goes_on() -> None:
     plan = _plan()
     summary = run(plan, storage_url=SQLITE, trials=3, progress=False,
                   objective=Scripted([ValueError("bad shape")]))
-    assert summary["trials"] | {} == summary["trials"]
     assert (summary["trials"]["failed"], summary["trials"]["complete"]) == (1, 2)
     assert summary["failures"] == [{"number": 0, "reason": "ValueError: bad shape"}]
 
@@ -252,6 +256,16 @@ def test_default_workers_follow_the_device(monkeypatch) -> None:
         monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
         assert default_workers("cpu") == expected == resolve_workers(0, ["cpu"])
     assert resolve_workers(3, ["cpu"]) == 3
+    # on GPUs: 4 per GPU while there are two cores for each, summed over the GPUs
+    import torch
+
+    from hpo_vidpred import train
+
+    monkeypatch.setattr(train, "resolve_device", lambda name: torch.device("cuda", 0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert default_workers("cuda:0") == 4 and resolve_workers(0, ["cuda:0", "cuda:1"]) == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert default_workers("cuda:0") == 2
     with pytest.raises(HpoError, match="--workers must be at least 1"):
         resolve_workers(-1, ["cpu"])
 
