@@ -26,12 +26,8 @@ import numpy as np
 import torch
 
 from hpo_vidpred import data as datasets
+from hpo_vidpred import devices
 from hpo_vidpred.errors import HpoError
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _write_kth(folder: Path, videos: int = 4, frames: int = 200) -> None:
@@ -92,15 +88,15 @@ def measure(name: str, root: str | None, device: torch.device, batch_size: int, 
         data.train_batch(batch_size, generator)
     times = []
     for _ in range(steps):
-        _sync(device)
+        devices.sync(device)
         start = time.perf_counter()
         batch = data.train_batch(batch_size, generator)
-        _sync(device)
+        devices.sync(device)
         times.append((time.perf_counter() - start) * 1e3)
-    _sync(device)
+    devices.sync(device)
     start = time.perf_counter()
     next(iter(data.batches("val", batch_size)))
-    _sync(device)
+    devices.sync(device)
     val_ms = (time.perf_counter() - start) * 1e3
     return {
         "data": name, "source": source, "batch_shape": list(batch.shape),
@@ -122,14 +118,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device if args.device != "auto" else
-                          ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = devices.resolve_device(args.device)
     with tempfile.TemporaryDirectory(prefix="hpo-data-speed-") as scratch:
         results = [measure(name, args.data_dir, device, args.batch_size, args.steps, Path(scratch))
                    for name in args.data.split(",")]
     print(json.dumps({
         "benchmark": "data_speed", "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device_name": devices.name(device),
         "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
         "batch_size": args.batch_size, "steps": args.steps, "results": results,
     }, indent=1))

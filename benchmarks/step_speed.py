@@ -9,7 +9,7 @@ configurations.
 Both models start from the same weights (copied across) and train on the same batches; steps
 alternate reference/ours (ABBA order), so machine load hits both alike. "Ours" runs as training
 would on the device (:class:`hpo_vidpred.bench.Variant` ``auto``, i.e. what
-``hpo_vidpred.train.resolve_options`` turns on: float32 eager on CPU, bf16 + channels_last on
+``hpo_vidpred.devices.resolve_options`` turns on: float32 eager on CPU, bf16 + channels_last on
 CUDA), unless ``--ours`` names another variant (``--ours bf16+cudagraphs``, say).
 ``ms_reference`` / ``ms_ours`` are the fastest timed step of each side (best of ``--steps``, as
 ``timeit`` reports: interference from other processes only ever adds time), ``speedup`` their
@@ -31,44 +31,47 @@ from reference import copy_weights, reference_model  # benchmarks/reference.py, 
 
 from hpo_vidpred import archs
 from hpo_vidpred import data as datasets
+from hpo_vidpred import devices
 from hpo_vidpred.bench import (
     StepTimes,
-    TrainStep,
     Variant,
-    device_name,
+    bench_step,
+    drawer,
     script_main,
+    switches,
     time_step,
     variants_for,
 )
 from hpo_vidpred.cells import CELLS
-from hpo_vidpred.train import resolve_device, seed_everything
-
-REFERENCE = Variant("reference")  # float32, eager, contiguous
+from hpo_vidpred.devices import RunOptions
 
 
 def compare(arch: str, cell: str, data: Any, device: torch.device, ours: Variant, batch: int,
             steps: int) -> dict[str, Any]:
-    """Time reference and ours on the same batches, interleaved; one result row."""
+    """Time reference and ours on the same batches, interleaved; one result row. Both sides are
+    the training loop's own step (:func:`hpo_vidpred.bench.bench_step`, i.e.
+    :class:`hpo_vidpred.train.TrainStep` with ``TrainSpec()``); the reference runs float32,
+    eager, contiguous."""
     spec = archs.fixed_spec(arch, data.spec.name, cell, channels=data.spec.channels)
-    seed_everything(0)
+    devices.seed_everything(0)
     our_model = archs.create_model(spec)
     ref_model = reference_model(spec)
     copy_weights(our_model, ref_model)
     n_in, n_out = data.spec.n_in, data.spec.n_out
-    sides = {
-        "reference": TrainStep(ref_model, REFERENCE, device, n_in, n_out),
-        "ours": TrainStep(our_model, ours, device, n_in, n_out),
-    }
+    options = {"reference": RunOptions(device=device), "ours": ours.resolve(device)}
+    sides = {"reference": bench_step(ref_model, options["reference"], n_in, n_out),
+             "ours": bench_step(our_model, options["ours"], n_in, n_out)}
     times = {name: StepTimes([], []) for name in sides}
-
-    draws = {name: step.drawer(data, batch, data.generator(1))  # the same batches for both
+    draws = {name: drawer(step, data, batch, data.generator(1))  # the same batches for both
              for name, step in sides.items()}
+    index = dict.fromkeys(sides, 0)  # each side's optimizer step (the schedule's step)
 
     def run(name: str, timed: bool) -> None:
-        time_step(sides[name], draws[name], device, times[name] if timed else None)
+        time_step(sides[name], draws[name], index[name], times[name] if timed else None)
+        index[name] += 1
 
-    for name, step in sides.items():  # warm-up: allocation, compilation, CUDA-graph recording
-        for _ in range(3 if step.variant.compile else 1):
+    for name in sides:  # warm-up: allocation, compilation, CUDA-graph recording
+        for _ in range(3 if options[name].compile else 1):
             run(name, timed=False)
     for i in range(steps):
         order = ("reference", "ours") if i % 2 == 0 else ("ours", "reference")
@@ -77,15 +80,14 @@ def compare(arch: str, cell: str, data: Any, device: torch.device, ours: Variant
     ref_ms, our_ms = times["reference"].step_ms, times["ours"].step_ms
     n_params = archs.count_params(our_model)
     return {
-        "arch": arch, "cell": cell, "device": device_name(device),
+        "arch": arch, "cell": cell, "device": devices.name(device),
         "ms_reference": round(min(ref_ms), 2), "ms_ours": round(min(our_ms), 2),
         "speedup": round(min(ref_ms) / min(our_ms), 3),
         "speedup_paired": round(statistics.median(r / o for r, o in zip(ref_ms, our_ms)), 3),
         "ms_reference_median": round(statistics.median(ref_ms), 2),
         "ms_ours_median": round(statistics.median(our_ms), 2),
         "params": n_params, "params_equal": n_params == archs.count_params(ref_model),
-        "ours": ours.name, "bf16": bool(ours.bf16), "channels_last": bool(ours.channels_last),
-        "compile": ours.compile or "off", "data": data.spec.name, "batch": batch,
+        "ours": ours.name, **switches(options["ours"]), "data": data.spec.name, "batch": batch,
         "size": [data.spec.height, data.spec.width], "frames": [n_in, n_out],
         "steps": steps, "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "torch": torch.__version__,
@@ -111,8 +113,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    ours = variants_for(device, [args.ours])[0].resolve(device)
+    device = devices.resolve_device(args.device)
+    ours = variants_for(device, [args.ours])[0]
     sizes = {"height": args.size, "width": args.size} if args.size else {}
     frames = {k: v for k, v in (("n_in", args.n_in), ("n_out", args.n_out)) if v}
     spec = datasets.default_spec(args.data, val_size=8, test_size=8, **sizes, **frames)

@@ -29,12 +29,14 @@ from typing import Any
 import optuna
 import torch
 
-from hpo_vidpred import budgets, workers
-from hpo_vidpred.bench import BenchObjective, cpu_model, script_main
+from hpo_vidpred import budgets
+from hpo_vidpred.bench import BenchObjective, script_main
+from hpo_vidpred.devices import cpu_model
 from hpo_vidpred.errors import HpoError
+from hpo_vidpred.jobs import workers
+from hpo_vidpred.jobs.search import plan_study
 from hpo_vidpred.specs import StudySpec
-from hpo_vidpred.storage import mask_url, open_storage
-from hpo_vidpred.study import plan_study
+from hpo_vidpred.store import mask_url, open_storage
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -7,7 +7,7 @@ the learning rate is sampled, no pruning, so every trial costs the same).
         --epochs 2 --steps 100 --batch 16 --trials 32 --json                # one GPU
 
 Each worker count gets a fresh SQLite study driven by the project's own worker pool
-(:func:`hpo_vidpred.workers.run`, the real objective, prediction strips included). Reported per
+(:func:`hpo_vidpred.jobs.workers.run`, the real objective, prediction strips included). Reported per
 count: ``trials_per_hour`` over the busy span (first trial start to last trial end, from the
 store), ``trials_per_hour_wall`` including process start-up, and ``speedup`` over one worker.
 CPU workers split the cores between them (``hpo run`` gives each ``cores // workers`` threads).
@@ -25,13 +25,13 @@ from typing import Any
 import optuna
 import torch
 
-from hpo_vidpred import workers
-from hpo_vidpred.bench import BenchObjective, cpu_model, ensure_budget, script_main
-from hpo_vidpred.workers import default_workers
+from hpo_vidpred.bench import BenchObjective, ensure_budget, script_main
 from hpo_vidpred.budgets import Budget
+from hpo_vidpred.devices import cpu_model, default_workers, resolve_devices
 from hpo_vidpred.errors import HpoError
+from hpo_vidpred.jobs import workers
+from hpo_vidpred.jobs.search import plan_study
 from hpo_vidpred.specs import StudySpec
-from hpo_vidpred.study import plan_study
 
 SPACE = "arch: {arch}\nparams:\n  lr: {{type: float, low: 1.0e-4, high: 3.0e-3, log: true}}\n"
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                       f"{r['trials_per_hour']:.0f} trials/h ({r['trials_per_hour_wall']:.0f} "
                       "with start-up)", flush=True)
     base = rows[0]["trials_per_hour"] if rows and rows[0]["workers"] == 1 else None
-    device = workers.resolve_devices(args.device)[0]
+    device = resolve_devices(args.device)[0]
     for r in rows:
         r["speedup"] = round(r["trials_per_hour"] / base, 3) if base else None
         r.update(device=device if device != "cpu" else f"cpu ({cpu_model()})",

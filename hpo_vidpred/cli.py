@@ -1,18 +1,32 @@
-"""The ``hpo`` command line. Parses flags, builds specs, calls the modules; no logic of its own.
+"""The ``hpo`` command line. Parses flags, builds specs, calls the jobs; no logic of its own.
 
-Every failure a user can cause reaches the terminal as one line (``error: ...``) and a non-zero exit.
+Options that several commands share are declared once below; the names a flag accepts come from
+the registries. Every failure a user can cause reaches the terminal as one line (``error: ...``)
+and a non-zero exit.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import warnings
-from typing import Optional
 
-import typer
+# Before torch loads OpenMP: idle threads sleep instead of spinning. On a busy CPU, spinning
+# threads made a small training step 10x slower or worse (docs/design.md section 11).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .errors import HpoError
+import json  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import typer  # noqa: E402
+
+from . import budgets  # noqa: E402
+from .archs import ARCHS  # noqa: E402
+from .cells import CELLS  # noqa: E402
+from .data import DATASETS  # noqa: E402
+from .errors import HpoError  # noqa: E402
+from .jobs.search import PRUNERS, SAMPLERS  # noqa: E402
 
 app = typer.Typer(
     name="hpo",
@@ -26,33 +40,62 @@ data_app = typer.Typer(help="Inspect, prepare and download datasets.", no_args_i
 app.add_typer(data_app, name="data")
 
 
-def _not_built(command: str) -> None:
-    raise HpoError(f"'hpo {command}' is not built yet in this version; see README.md for what works")
+def _choices(registry) -> str:  # noqa: ANN001
+    return " | ".join(registry.names())
 
 
+# --------------------------------------------------------------------------- shared options
+ARCH = typer.Option(..., help=f"architecture: {_choices(ARCHS)}")
+DATA = typer.Option(..., "--data", help=f"dataset: {_choices(DATASETS)}")
+CELL = typer.Option(..., help=f"recurrent cell: {_choices(CELLS)}")
+BUDGET = typer.Option("seed", help=f"compute per training run: {_choices(budgets.BUDGETS)} "
+                      "(small: the CPU demo)")
+SAMPLER = typer.Option("tpe", help=f"{_choices(SAMPLERS)} (tpe: multivariate)")
+PRUNER = typer.Option("hyperband", help=_choices(PRUNERS))
+STORAGE = typer.Option(None, help="study store URL (default sqlite:///studies/hpo.db or "
+                       "$HPO_STORAGE)")
+DATA_DIR = typer.Option(None, "--data-dir", help="data root (default ./datasets or "
+                        "$HPO_DATA_DIR) or the dataset's folder")
+DEVICE = typer.Option("auto", help="auto | cpu | cuda | cuda:N")
+QUIET = typer.Option(False, "--quiet", help="no progress lines and bars")
+JSON = typer.Option(False, "--json", help="print the result as JSON")
+
+
+def _log(quiet: bool):  # noqa: ANN202
+    return (lambda line: None) if quiet else (lambda line: typer.echo(line, err=True))
+
+
+def _names(value: Optional[str]) -> Optional[list[str]]:
+    """A comma-separated option as a list (None when not given)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _show(summary: dict, as_json: bool, text) -> None:  # noqa: ANN001
+    typer.echo(json.dumps(summary, indent=1) if as_json else text(summary))
+
+
+# --------------------------------------------------------------------------- studies
 @app.command()
 def run(
-    arch: str = typer.Option(..., help="architecture: autoencoder | prednet | spatiotemporal"),
-    data: str = typer.Option(..., help="dataset: mmnist | kth | kitti"),
+    arch: str = ARCH,
+    data: str = DATA,
     trials: int = typer.Option(20, help="finished trials the study should have in total (over "
                                "all workers and machines); a rerun continues up to this number"),
     timeout: Optional[float] = typer.Option(None, help="start no trial after this many seconds"),
-    cell: Optional[str] = typer.Option(None, help="pin the recurrent cell (convlstm | stlstm); "
+    cell: Optional[str] = typer.Option(None, help=f"pin the recurrent cell ({_choices(CELLS)}); "
                                        "default: sampled"),
     study: Optional[str] = typer.Option(None, help="study name (default {arch}-{data}[-{cell}])"),
-    storage: Optional[str] = typer.Option(None, help="study store URL (default "
-                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
-    sampler: str = typer.Option("tpe", help="tpe (multivariate) | random | qmc | gp | cmaes"),
-    pruner: str = typer.Option("hyperband", help="hyperband | asha | median | none"),
-    budget: str = typer.Option("seed", help="smoke | small | seed | full"),
+    storage: Optional[str] = STORAGE,
+    sampler: str = SAMPLER,
+    pruner: str = PRUNER,
+    budget: str = BUDGET,
     workers: int = typer.Option(0, help="worker processes on this machine sharing the study "
                                 "(0: the device's default: one per core up to 4 on a CPU, 4 per "
                                 "GPU with two cores each)"),
     devices: str = typer.Option("auto", help="auto | cpu | comma list of GPUs (0,1 or "
                                 "cuda:0,cuda:1); workers are spread over them"),
     seed: int = typer.Option(0, help="sampler and training seeds derive from it"),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="data root (default "
-                                           "./datasets or $HPO_DATA_DIR)"),
+    data_dir: Optional[str] = DATA_DIR,
     search_space: Optional[str] = typer.Option(None, "--search-space",
                                                help="search-space YAML (default studies/<arch>.yaml)"),
     artifacts: Optional[str] = typer.Option(None, help="artifact folder for prediction strips "
@@ -62,19 +105,13 @@ def run(
     threads: int = typer.Option(0, help="torch threads per CPU worker (0: the cores shared out "
                                 "among the CPU workers)"),
     quiet: bool = typer.Option(False, "--quiet", help="no per-trial lines and no bar"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    as_json: bool = JSON,
 ) -> None:
     """Run (or continue) an Optuna study. Example: hpo run --arch autoencoder --data kth --trials 100"""
-    import json
-
-    # Before torch loads OpenMP: idle threads sleep instead of spinning. On a busy CPU, spinning
-    # threads made a small training step 10x slower or worse (docs/design.md section 11).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+    from .jobs.search import format_summary, plan_study
+    from .jobs.workers import run as run_study
     from .specs import StudySpec
-    from .storage import normalize_url
-    from .study import format_summary, plan_study
-    from .workers import run as run_study
+    from .store import normalize_url
 
     spec = StudySpec(arch=arch, data=data, cell=cell or "", budget=budget, sampler=sampler,
                      pruner=pruner, search_space=search_space or "", name=study or "",
@@ -82,126 +119,109 @@ def run(
     summary = run_study(plan_study(spec), storage_url=normalize_url(storage), trials=trials,
                         timeout=timeout, workers=workers, devices=devices, heartbeat=heartbeat,
                         artifacts=artifacts, progress=not quiet, threads=threads)
-    typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))
+    _show(summary, as_json, format_summary)
 
 
 @app.command()
 def fixed(
-    arch: str = typer.Option(..., help="architecture: autoencoder | prednet | spatiotemporal"),
-    data: str = typer.Option(..., help="dataset: mmnist | kth | kitti"),
-    cell: str = typer.Option(..., help="recurrent cell: convlstm | stlstm"),
-    budget: str = typer.Option("seed", help="smoke | small | seed (the seed's steps) | full"),
-    storage: Optional[str] = typer.Option(None, help="study store URL (default "
-                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="data root (default "
-                                           "./datasets or $HPO_DATA_DIR)"),
+    arch: str = ARCH,
+    data: str = DATA,
+    cell: str = CELL,
+    budget: str = BUDGET,
+    storage: Optional[str] = STORAGE,
+    data_dir: Optional[str] = DATA_DIR,
     seed: int = typer.Option(0, help="training seed (initial weights, batches)"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    device: str = DEVICE,
     config: Optional[str] = typer.Option(None, "--config", help="retrain exactly a configuration "
                                          "written by 'hpo export' (the one with --cell; its "
                                          "budget, data and training settings: --budget is not "
                                          "used); recorded as study config-{arch}-{data}-{cell}-"
                                          "{id}"),
-    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
 ) -> None:
     """Train the seed's fixed configuration and record it as study fixed-{arch}-{data}-{cell}.
     Example: hpo fixed --arch autoencoder --data kth --cell stlstm"""
-    import json
-
-    from .fixed import format_summary, plan_fixed, run_fixed
+    from .jobs.fixed import format_summary, plan_fixed, run_fixed
 
     if config is not None:
-        from .export import plan_from_config
+        from .jobs.export import plan_from_config
 
         plan = plan_from_config(config, arch, data, cell, data_dir=data_dir, seed=seed,
                                 device=device)
     else:
         plan = plan_fixed(arch, data, cell, budget, data_dir=data_dir, seed=seed, device=device)
-    log = (lambda line: None) if quiet or as_json else (lambda line: typer.echo(line, err=True))
-    summary = run_fixed(plan, storage, progress=not quiet, log=log)
-    typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))
+    summary = run_fixed(plan, storage, progress=not quiet, log=_log(quiet or as_json))
+    _show(summary, as_json, format_summary)
 
 
 @app.command()
 def compare(
-    arch: str = typer.Option(..., help="architecture: autoencoder | prednet | spatiotemporal"),
-    data: str = typer.Option(..., help="dataset: mmnist | kth | kitti"),
+    arch: str = ARCH,
+    data: str = DATA,
     cells: Optional[str] = typer.Option(None, help="comma list of cells (default: every cell "
-                                        "with a search study; convlstm,stlstm)"),
+                                        f"with a search study; {','.join(CELLS.names())})"),
     seeds: int = typer.Option(3, help="retrain each configuration with seeds 0..K-1"),
-    budget: Optional[str] = typer.Option(None, help="smoke | small | seed | full (default: the "
-                                         "search study's)"),
-    storage: Optional[str] = typer.Option(None, help="study store URL (default "
-                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    budget: Optional[str] = typer.Option(None, help=f"{_choices(budgets.BUDGETS)} (default: "
+                                         "the search study's)"),
+    storage: Optional[str] = STORAGE,
     config: Optional[str] = typer.Option(None, "--config", help="retrain exactly the "
                                          "configurations of this 'hpo export' file as the "
                                          "optimized ones (the first per cell)"),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="data root (default "
-                                           "./datasets or $HPO_DATA_DIR)"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    quiet: bool = typer.Option(False, "--quiet", help="no progress lines and bars"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    data_dir: Optional[str] = DATA_DIR,
+    device: str = DEVICE,
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
 ) -> None:
     """Retrain the seed's fixed and the best found configuration per cell with K seeds at the full
     budget, test each once, record study compare-{arch}-{data}; reruns do only what is missing.
     Example: hpo compare --arch autoencoder --data kth --seeds 3"""
-    import json
-
-    from .compare import format_summary, plan_compare, run_compare
-    from .storage import normalize_url, open_storage
+    from .jobs.compare import format_summary, plan_compare, run_compare
+    from .store import normalize_url, open_storage
 
     url = normalize_url(storage)
-    names = [c.strip() for c in cells.split(",") if c.strip()] if cells else None
-    plan = plan_compare(open_storage(url), arch, data, cells=names, seeds=seeds, budget=budget,
-                        config=config, data_dir=data_dir, device=device)
-    log = (lambda line: None) if quiet or as_json else (lambda line: typer.echo(line, err=True))
-    summary = run_compare(plan, url, progress=not (quiet or as_json), log=log)
-    typer.echo(json.dumps(summary, indent=1) if as_json else format_summary(summary))
+    plan = plan_compare(open_storage(url), arch, data, cells=_names(cells), seeds=seeds,
+                        budget=budget, config=config, data_dir=data_dir, device=device)
+    summary = run_compare(plan, url, progress=not (quiet or as_json), log=_log(quiet or as_json))
+    _show(summary, as_json, format_summary)
 
 
 @app.command()
 def matrix(
-    data: str = typer.Option(..., help="comma list of datasets: mmnist,kth,kitti (missing ones "
-                             "are reported and skipped)"),
+    data: str = typer.Option(..., help=f"comma list of datasets: {','.join(DATASETS.names())} "
+                             "(missing ones are reported and skipped)"),
     archs: Optional[str] = typer.Option(None, help="comma list of architectures (default: all)"),
     cells: Optional[str] = typer.Option(None, help="comma list of cells (default: all); each "
                                         "gets its own study {arch}-{data}-{cell}"),
     trials: int = typer.Option(..., help="finished trials per study"),
     seeds: int = typer.Option(3, help="retrain seeds per configuration in the comparison"),
-    budget: str = typer.Option("seed", help="smoke | small | seed | full"),
-    storage: Optional[str] = typer.Option(None, help="study store URL (default "
-                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    budget: str = BUDGET,
+    storage: Optional[str] = STORAGE,
     out: Optional[str] = typer.Option(None, help="report folder (default reports/<store name>)"),
-    sampler: str = typer.Option("tpe", help="tpe (multivariate) | random | qmc | gp | cmaes"),
-    pruner: str = typer.Option("hyperband", help="hyperband | asha | median | none"),
+    sampler: str = SAMPLER,
+    pruner: str = PRUNER,
     workers: int = typer.Option(1, help="worker processes per study"),
     devices: str = typer.Option("auto", help="auto | cpu | comma list of GPUs; retrains use "
                                 "the first"),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="data root (default "
-                                           "./datasets or $HPO_DATA_DIR)"),
+    data_dir: Optional[str] = DATA_DIR,
     quiet: bool = typer.Option(False, "--quiet", help="only the final summary"),
 ) -> None:
     """All datasets x architectures x cells: the study, the fixed baselines and the comparison,
     skipping what the store already holds (rerun to resume), then the report.
     Example: hpo matrix --data mmnist,kth,kitti --trials 50"""
-    from .matrix import format_summary, plan_matrix, run_matrix
+    from .jobs.matrix import format_summary, plan_matrix, run_matrix
 
-    def split(text: Optional[str]) -> Optional[list[str]]:
-        return [x.strip() for x in text.split(",") if x.strip()] if text else None
-
-    plan = plan_matrix(split(data) or [], split(archs), split(cells), trials=trials,
+    plan = plan_matrix(_names(data) or [], _names(archs), _names(cells), trials=trials,
                        seeds=seeds, budget=budget, sampler=sampler, pruner=pruner,
                        workers=workers, devices=devices, data_dir=data_dir)
-    log = (lambda line: None) if quiet else (lambda line: typer.echo(line, err=True))
-    summary = run_matrix(plan, storage, out, progress=not quiet, log=log)
+    summary = run_matrix(plan, storage, out, progress=not quiet, log=_log(quiet))
     typer.echo(format_summary(summary))
 
 
+# --------------------------------------------------------------------------- reading stores
 @app.command()
 def report(
-    storage: Optional[str] = typer.Option(None, help="study store URL (default "
-                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    storage: Optional[str] = STORAGE,
     out: Optional[str] = typer.Option(None, help="report folder (default reports/<store name>)"),
     studies: str = typer.Option("*", help="glob on study names, e.g. '*-kth*'"),
 ) -> None:
@@ -218,8 +238,7 @@ def report(
 @app.command()
 def export(
     study: str = typer.Option(..., help="study name, e.g. autoencoder-kth-stlstm"),
-    storage: Optional[str] = typer.Option(None, help="study store URL (default "
-                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    storage: Optional[str] = STORAGE,
     fmt: str = typer.Option("yaml", "--format", help="yaml | json"),
     top: int = typer.Option(1, help="the K best complete trials"),
     per_cell: bool = typer.Option(False, "--per-cell", help="the K best per recurrent cell"),
@@ -227,10 +246,8 @@ def export(
 ) -> None:
     """Best configuration(s) of a study as a file that 'hpo fixed/compare --config' retrain.
     Example: hpo export --study autoencoder-kth --format yaml --per-cell --out best.yaml"""
-    from pathlib import Path
-
-    from .export import dump_export, export_study
-    from .storage import mask_url, normalize_url, open_storage
+    from .jobs.export import dump_export, export_study
+    from .store import mask_url, normalize_url, open_storage
 
     url = normalize_url(storage)
     document = export_study(open_storage(url, must_exist=True), study, top=top,
@@ -247,8 +264,7 @@ def export(
 
 @app.command()
 def dashboard(
-    storage: Optional[str] = typer.Option(None, help="study store URL (default "
-                                          "sqlite:///studies/hpo.db or $HPO_STORAGE)"),
+    storage: Optional[str] = STORAGE,
     host: str = typer.Option("127.0.0.1", help="address to listen on (loopback by default: the "
                              "dashboard has no login)"),
     port: int = typer.Option(8080, help="port to listen on"),
@@ -261,21 +277,19 @@ def dashboard(
     serve(storage, host, port, artifacts)
 
 
+# --------------------------------------------------------------------------- models and speed
 @app.command()
 def models(
     data: Optional[str] = typer.Option(
-        None, "--data", help="Dataset(s), comma-separated: mmnist, kth, kitti (default: all)."
-    ),
+        None, "--data", help=f"dataset(s), comma-separated: {', '.join(DATASETS.names())} "
+        "(default: all)"),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON list."),
 ) -> None:
     """Every architecture x cell with its parameter count and the seed's (studies/fixed.yaml).
     Example: hpo models --data kth"""
-    import json
-
     from .archs import format_parameter_table, parameter_table
 
-    datasets = [d.strip() for d in data.split(",") if d.strip()] if data else None
-    rows = parameter_table(datasets)
+    rows = parameter_table(_names(data))
     typer.echo(json.dumps(rows, indent=2) if as_json else format_parameter_table(rows))
 
 
@@ -285,9 +299,8 @@ def bench(
                                        "(default: all)"),
     cell: Optional[str] = typer.Option(None, help="cell(s), comma-separated (default: all)"),
     data: str = typer.Option("mmnist", help="dataset whose fixed configuration and frames are "
-                             "used: mmnist | kth | kitti"),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="data root (default "
-                                           "./datasets or $HPO_DATA_DIR)"),
+                             f"used: {_choices(DATASETS)}"),
+    data_dir: Optional[str] = DATA_DIR,
     batch: int = typer.Option(4, help="batch size"),
     steps: int = typer.Option(3, help="timed steps per row (the median is reported)"),
     warmup: Optional[int] = typer.Option(None, help="untimed steps first (default 1; 3 compiled)"),
@@ -298,47 +311,36 @@ def bench(
     variants: Optional[str] = typer.Option(None, help="comma list of auto, fp32, bf16, "
                                            "channels_last, compile, cudagraphs, ... or all "
                                            "(default: all on CUDA, auto on CPU)"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    device: str = DEVICE,
     threads: Optional[int] = typer.Option(None, help="CPU threads (torch.set_num_threads)"),
     as_json: bool = typer.Option(False, "--json", help="print the rows as a JSON list"),
 ) -> None:
     """Training-step throughput of the fixed configurations on this device (ms/step, samples/s,
     peak memory, data share; on CUDA with and without bf16 / compile / CUDA graphs /
     channels_last). Example: hpo bench --arch autoencoder --batch 8 --json"""
-    import json
+    from .bench import bench as run_bench
+    from .bench import format_rows
+    from .devices import torch_threads
 
-    from .bench import bench as run_bench, format_rows
-
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     spec = _data_spec(data, data_dir, height=height, width=width, n_in=n_in, n_out=n_out,
                       val_size=8, test_size=8)  # validation is not timed: keep loading short
-    rows = run_bench(spec, _names(arch), _names(cell), batch=batch, steps=steps, warmup=warmup,
-                     variants=_names(variants), device=device, progress=True)
+    with torch_threads(threads or 0):
+        rows = run_bench(spec, _names(arch), _names(cell), batch=batch, steps=steps,
+                         warmup=warmup, variants=_names(variants), device=device, progress=True)
     typer.echo(json.dumps(rows, indent=1) if as_json else format_rows(rows))
 
 
-def _names(value: Optional[str]) -> Optional[list[str]]:
-    """A comma-separated option as a list (None when not given)."""
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
+# --------------------------------------------------------------------------- data
 def _data_spec(data: str, data_dir: Optional[str], **fields: Optional[int | str]):  # noqa: ANN202
     """A DataSpec from --data, --data-dir and whichever spec flags were given."""
-    from . import data as datasets
+    from .data import default_spec
 
     overrides = {k: v for k, v in fields.items() if v is not None}
     if data_dir is not None:
         overrides["root"] = data_dir
-    return datasets.default_spec(data, **overrides)
+    return default_spec(data, **overrides)
 
 
-_DATA = typer.Option(..., "--data", help="dataset: mmnist | kth | kitti")
-_DATA_DIR = typer.Option(None, "--data-dir",
-                         help="data root (default ./datasets or $HPO_DATA_DIR) or the "
-                         "dataset's folder")
 _PROTOCOL = typer.Option(None, help="split protocol (kth: kth | openstl)")
 _STRIDE = typer.Option(None, help="frames between training windows (default 1)")
 _EVAL_STRIDE = typer.Option(None, help="frames between val/test windows (default n_in + n_out)")
@@ -350,8 +352,8 @@ _WIDTH = typer.Option(None, help="frame width (default: the dataset's)")
 
 @data_app.command("info")
 def data_info(
-    data: str = _DATA,
-    data_dir: Optional[str] = _DATA_DIR,
+    data: str = DATA,
+    data_dir: Optional[str] = DATA_DIR,
     protocol: Optional[str] = _PROTOCOL,
     stride: Optional[int] = _STRIDE,
     eval_stride: Optional[int] = _EVAL_STRIDE,
@@ -363,45 +365,43 @@ def data_info(
 ) -> None:
     """Files found, split sizes and cache state.
     Example: hpo data info --data kth --data-dir datasets/kth"""
-    import json
-
-    from . import data as datasets
+    from .data import format_info, info
 
     spec = _data_spec(data, data_dir, protocol=protocol, stride=stride, eval_stride=eval_stride,
                       n_in=n_in, n_out=n_out, height=height, width=width)
-    report = datasets.info(spec)
-    typer.echo(json.dumps(report, indent=1) if as_json else datasets.format_info(report))
+    _show(info(spec), as_json, format_info)
 
 
 @data_app.command("prepare")
 def data_prepare(
-    data: str = _DATA,
-    data_dir: Optional[str] = _DATA_DIR,
+    data: str = DATA,
+    data_dir: Optional[str] = DATA_DIR,
     height: Optional[int] = _HEIGHT,
     width: Optional[int] = _WIDTH,
 ) -> None:
     """Decode and cache a dataset. Example: hpo data prepare --data kth --data-dir datasets/kth"""
-    from . import data as datasets
+    from .data import format_info, prepare
 
-    report = datasets.prepare(_data_spec(data, data_dir, height=height, width=width))
-    typer.echo(datasets.format_info(report))
+    typer.echo(format_info(prepare(_data_spec(data, data_dir, height=height, width=width))))
 
 
 @data_app.command("download")
 def data_download(
-    name: str = typer.Argument(..., help="dataset: mmnist (kth, kitti: prints where to get them)"),
+    name: str = typer.Argument(..., help=f"dataset: {_choices(DATASETS)} (kth, kitti: prints "
+                               "where to get them)"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir",
                                            help="data root (default ./datasets)"),
     mirror: Optional[str] = typer.Option(None, help="a folder URL holding the same file names"),
 ) -> None:
     """Download a dataset where a network exists. Example: hpo data download mmnist"""
-    from . import data as datasets
+    from .data import download
 
-    for line in datasets.download(name, data_dir, mirror):
+    for line in download(name, data_dir, mirror):
         typer.echo(line)
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+# --------------------------------------------------------------------------- entry point
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
     """Warnings reach a user as ``warning: ...`` lines, without file names and line numbers."""
     return f"warning: {message}\n"
 

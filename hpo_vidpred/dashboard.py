@@ -11,7 +11,7 @@ from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .errors import HpoError
-from .storage import artifact_dir, mask_url, normalize_url, open_artifact_store, open_storage
+from .store import artifact_dir, mask_url, normalize_url, open_artifact_store, open_storage
 
 __all__ = ["make_dashboard_server", "serve"]
 

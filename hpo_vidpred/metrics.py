@@ -15,18 +15,24 @@ Every metric is first computed per frame, i.e. per ``(sample, future step)`` pai
   the 3-pixel border its filter pads); colour frames: the mean over channels (``channel_axis``).
 
 :class:`MetricSums` accumulates per-step sums over batches, so a whole split is averaged over
-all of its frames whatever the batch size.
+all of its frames whatever the batch size. :func:`trivial_baselines` scores the predictors every
+model must beat (DESIGN section 7): all-black frames, the last input frame copied forward and the
+mean of the input frames.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from .specs import METRICS
+
 __all__ = [
     "METRICS",
+    "TRIVIAL_PREDICTORS",
     "frame_metrics",
     "mse",
     "mse_frame",
@@ -34,9 +40,10 @@ __all__ = [
     "psnr",
     "ssim",
     "MetricSums",
+    "trivial_baselines",
+    "split_baselines",
 ]
 
-METRICS = ("mse", "mse_frame", "mae", "psnr", "ssim")
 SSIM_WINDOW = 7
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 MIN_MSE = 1e-10  # PSNR cap: 100 dB
@@ -68,7 +75,11 @@ def mae(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 
 def psnr(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Per-frame peak signal-to-noise ratio in dB for data range 1: ``-> (B, T)``."""
-    return -10.0 * torch.log10(mse(pred, true).clamp_min(MIN_MSE))
+    return _psnr(mse(pred, true))
+
+
+def _psnr(frame_mse: torch.Tensor) -> torch.Tensor:
+    return -10.0 * torch.log10(frame_mse.clamp_min(MIN_MSE))
 
 
 def ssim(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
@@ -95,13 +106,40 @@ def ssim(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return s.mean(dim=(1, 2)).reshape(b, t, c).mean(dim=2).float()  # (B, T)
 
 
-_FUNCTIONS = {"mse": mse, "mse_frame": mse_frame, "mae": mae, "psnr": psnr, "ssim": ssim}
-
-
 def frame_metrics(pred: torch.Tensor, true: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every metric of :data:`METRICS` per frame: name -> ``(B, T)`` float tensor."""
+    """Every metric of :data:`METRICS` per frame: name -> ``(B, T)`` float tensor (the error is
+    computed once)."""
+    _check(pred, true)
     pred, true = pred.detach(), true.detach()
-    return {name: _FUNCTIONS[name](pred, true) for name in METRICS}
+    error = pred.float() - true.float()  # (B, T, C, H, W)
+    squared = error.pow(2)
+    frame_mse = squared.mean(dim=(2, 3, 4))
+    out = {"mse": frame_mse, "mse_frame": squared.sum(dim=(2, 3, 4)),
+           "mae": error.abs().mean(dim=(2, 3, 4)), "psnr": _psnr(frame_mse),
+           "ssim": ssim(pred, true)}
+    return {name: out[name] for name in METRICS}
+
+
+# The trivial predictors: (B, n_in, C, H, W) inputs -> (B, n_out, C, H, W) "predictions".
+TRIVIAL_PREDICTORS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+    "black": lambda x, n: x.new_zeros((x.shape[0], n, *x.shape[2:])),
+    "copy_last": lambda x, n: x[:, -1:].expand(-1, n, -1, -1, -1),
+    "mean_input": lambda x, n: x.mean(dim=1, keepdim=True).expand(-1, n, -1, -1, -1),
+}
+
+
+@torch.no_grad()
+def trivial_baselines(batches: Iterable[torch.Tensor], n_in: int, n_out: int
+                      ) -> dict[str, dict[str, float | list[float]]]:
+    """Every metric (:meth:`MetricSums.result`) of each trivial predictor over ``batches`` of
+    float frames ``(B, n_in + n_out, C, H, W)``: ``{"black": {...}, "copy_last": {...},
+    "mean_input": {...}}``."""
+    sums = {name: MetricSums() for name in TRIVIAL_PREDICTORS}
+    for frames in batches:
+        frames_in, future = frames[:, :n_in], frames[:, n_in:n_in + n_out]
+        for name, predict in TRIVIAL_PREDICTORS.items():
+            sums[name].add(predict(frames_in, n_out), future)
+    return {name: s.result() for name, s in sums.items()}
 
 
 @dataclass
@@ -132,3 +170,11 @@ class MetricSums:
             out[name] = sum(per_step) / len(per_step)
             out[f"{name}_per_step"] = per_step
         return out
+
+
+def split_baselines(data, split: str = "val", batch_size: int = 64) -> dict:  # noqa: ANN001
+    """:func:`trivial_baselines` of a whole split of a :class:`~hpo_vidpred.data.VideoData`
+    (its spec gives n_in and n_out), JSON-safe, with the split's name: what studies record."""
+    spec = data.spec
+    return {"split": split, **trivial_baselines(data.batches(split, batch_size), spec.n_in,
+                                                spec.n_out)}

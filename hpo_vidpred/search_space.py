@@ -42,7 +42,7 @@ __all__ = ["MODEL_KEYS", "TRAIN_KEYS", "Param", "SearchSpace", "load_search_spac
 _NOT_TUNABLE = {"epochs", "steps_per_epoch", "val_batch_size", "seed", "device", "bf16",
                 "channels_last", "compile"}
 TRAIN_KEYS = frozenset(f.name for f in dataclasses.fields(TrainSpec)) - _NOT_TUNABLE
-MODEL_KEYS = frozenset({"cell", "peephole"})
+MODEL_KEYS = frozenset({"cell", "peephole", "forget_bias"})
 
 _TOP_KEYS = {"arch", "fixed", "params"}
 _KEYS = {

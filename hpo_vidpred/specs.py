@@ -10,6 +10,7 @@ size, task) are applied by :func:`hpo_vidpred.data.default_spec`, a budget's by
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -25,8 +26,15 @@ __all__ = [
     "StudySpec",
     "from_dict",
     "to_dict",
+    "to_record",
+    "dict_changes",
     "load_yaml",
+    "METRICS",
 ]
+
+# Per-frame metrics every evaluation reports (hpo_vidpred.metrics computes them; stores and
+# reports carry them as test_<name>, val_<name>).
+METRICS = ("mse", "mse_frame", "mae", "psnr", "ssim")
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class ModelSpec:
     cell: str = "convlstm"
     channels: int = 1  # frame channels, taken from the data
     peephole: str = "none"  # ConvLSTM peephole: none | conv | hadamard (ignored by stlstm)
+    forget_bias: float = 0.0  # initial bias of every forget gate (0: the seed's; 1: Jozefowicz)
     config: Mapping[str, Any] = field(default_factory=dict)  # validated by the architecture
 
 
@@ -109,6 +118,14 @@ class StudySpec:
         return self.name or "-".join(filter(None, (self.arch, self.data, self.cell)))
 
 
+# Fields that say where or with which seed a run happened, not what it trained: another machine
+# keeps its data elsewhere, a retrain uses another seed. A recorded spec leaves them out.
+VOLATILE: Mapping[type, tuple[str, ...]] = {
+    DataSpec: ("root",),
+    TrainSpec: ("seed", "device"),
+    StudySpec: ("name", "search_space", "data_dir", "seed"),
+}
+
 S = TypeVar("S")
 
 
@@ -131,6 +148,40 @@ def from_dict(cls: type[S], values: Mapping[str, Any], where: str = "") -> S:
 def to_dict(spec: Any) -> dict[str, Any]:
     """``asdict`` with tuples turned back into lists (JSON/YAML friendly)."""
     return _thaw(dataclasses.asdict(spec))
+
+
+def to_record(spec: Any) -> dict[str, Any]:
+    """``to_dict(spec)`` without the fields of :data:`VOLATILE` (what a study records and
+    compares when it is continued, and what a configuration id hashes)."""
+    out = to_dict(spec)
+    for name in VOLATILE.get(type(spec), ()):
+        out.pop(name, None)
+    return out
+
+
+def dict_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``"a.b: 1 -> 2"`` for every leaf of two nested mappings that differs (``<unset>`` where a
+    key is missing on one side), in the order of ``new`` then what only ``old`` has."""
+    old_flat, new_flat = _flat(old), _flat(new)
+    keys = list(new_flat) + [k for k in old_flat if k not in new_flat]
+    return [f"{key}: {_short(old_flat.get(key, '<unset>'))} -> "
+            f"{_short(new_flat.get(key, '<unset>'))}"
+            for key in keys if old_flat.get(key, "<unset>") != new_flat.get(key, "<unset>")]
+
+
+def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -1,6 +1,8 @@
 """Prediction strips: labelled rows of frames as one PNG (input | true future | predicted future).
 
-Each trial stores one in the study's artifact store, where optuna-dashboard shows it.
+Each trial stores one in the study's artifact store, where optuna-dashboard shows it; reports
+draw theirs from frames kept in the store. :func:`frame_rows` needs numpy and PIL only (torch is
+imported where a model predicts).
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .specs import DataSpec
@@ -21,8 +22,9 @@ _GAP = 2
 _MIN_SIDE = 48  # frames smaller than this are scaled up (nearest) so the strip stays readable
 
 
-def frame_rows(rows: Sequence[tuple[str, torch.Tensor]]) -> Image.Image:
-    """One image from labelled rows of frames, each ``(T, C, H, W)`` float in [0, 1] with C 1 or 3.
+def frame_rows(rows: Sequence[tuple[str, Any]]) -> Image.Image:
+    """One image from labelled rows of frames, each ``(T, C, H, W)`` float in [0, 1] with C 1 or 3
+    (numpy arrays or torch tensors).
 
     Rows may have different lengths; a row is as tall as its frames.
     """
@@ -44,9 +46,15 @@ def frame_rows(rows: Sequence[tuple[str, torch.Tensor]]) -> Image.Image:
     return canvas
 
 
-@torch.no_grad()
 def prediction_strip(model: Any, data: Any, data_spec: DataSpec, index: int = 0) -> Image.Image:
     """Run ``model`` closed-loop on validation sequence ``index``: rows input, truth, predicted."""
+    import torch
+
+    with torch.no_grad():
+        return _strip(model, data, data_spec, index)
+
+
+def _strip(model: Any, data: Any, data_spec: DataSpec, index: int) -> Image.Image:
     model.eval()
     frames = data.split("val")[index:index + 1].float().div(255.0)  # (1, T, C, H, W)
     device = next(model.parameters()).device
@@ -60,6 +68,9 @@ def prediction_strip(model: Any, data: Any, data_spec: DataSpec, index: int = 0)
     ])
 
 
-def _to_uint8(frames: torch.Tensor) -> np.ndarray:
-    frames = frames.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
-    return frames.permute(0, 2, 3, 1).cpu().numpy()  # (T, C, H, W) -> (T, H, W, C)
+def _to_uint8(frames: Any) -> np.ndarray:
+    if hasattr(frames, "detach"):  # a torch tensor
+        frames = frames.detach().float().cpu().numpy()
+    frames = np.clip(np.asarray(frames, dtype=np.float32), 0.0, 1.0)
+    frames = np.round(frames * 255.0).astype(np.uint8)
+    return frames.transpose(0, 2, 3, 1)  # (T, C, H, W) -> (T, H, W, C)

@@ -16,39 +16,35 @@ number of epochs trained, the resource Hyperband counts.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .archs import count_params
+from .devices import RunOptions, autocast, resolve_options, seed_everything, sync
 from .errors import HpoError
 from .metrics import MetricSums
 from .registry import Registry
 from .specs import DataSpec, ModelSpec, TrainSpec
+from .ui import Bar
 
 __all__ = [
     "SCHEDULES",
     "TEACHER_FORCING",
     "STOP_REASONS",
     "TrainResult",
-    "RunOptions",
+    "TrainStep",
     "train_and_evaluate",
     "evaluate",
     "lr_at",
     "tf_prob_at",
-    "resolve_device",
-    "resolve_options",
-    "seed_everything",
 ]
 
 STOP_REASONS = ("completed", "early_stopped", "pruned", "diverged", "out_of_memory")
@@ -110,63 +106,6 @@ def _scheduled_sampling(step: int, spec: TrainSpec) -> float:
 def tf_prob_at(step: int, spec: TrainSpec) -> float:
     """Teacher-forcing probability at optimizer step ``step`` under ``spec.teacher_forcing``."""
     return TEACHER_FORCING.get(spec.teacher_forcing)(step, spec)
-
-
-# --------------------------------------------------------------------------- device and options
-@dataclass(frozen=True)
-class RunOptions:
-    """The device-dependent switches resolved from a :class:`TrainSpec` (``auto`` -> on/off)."""
-
-    device: torch.device
-    bf16: bool
-    channels_last: bool
-    compile: bool
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; a bad name is an :class:`HpoError`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise HpoError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HpoError(f"device {name!r} asked for but CUDA is not available; use --device cpu")
-    return device
-
-
-def _switch(value: bool | str, auto: bool, what: str) -> bool:
-    table = {"auto": auto, "on": True, "off": False, True: True, False: False}
-    if value not in table:
-        raise HpoError(f"{what} must be auto, on or off, not {value!r}")
-    return table[value]
-
-
-def resolve_options(spec: TrainSpec) -> RunOptions:
-    """Resolve ``device``, ``bf16``, ``channels_last`` and ``compile``.
-
-    ``auto`` turns each on for CUDA only. CPU runs stay float32 and contiguous: bf16 changes the
-    numbers a CPU run is compared by, channels_last gave no gain there, and compilation does not
-    pay for short runs (docs/design.md section 11 has the measurements). ``on`` forces a switch.
-    """
-    device = resolve_device(spec.device)
-    cuda = device.type == "cuda"
-    bf16_ok = cuda and torch.cuda.is_bf16_supported()
-    return RunOptions(
-        device=device,
-        bf16=_switch(spec.bf16, bf16_ok, "bf16"),
-        channels_last=_switch(spec.channels_last, cuda, "channels_last"),
-        compile=_switch(spec.compile, cuda, "compile"),
-    )
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and every GPU). Call before building the model so that
-    its initial weights repeat too."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 # --------------------------------------------------------------------------- result
@@ -256,17 +195,6 @@ def _layout(frames: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return frames.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # (B, T, C, H, W)
 
 
-def _autocast(options: RunOptions) -> contextlib.AbstractContextManager:
-    if not options.bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(options.device.type, dtype=torch.bfloat16)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -299,51 +227,68 @@ def evaluate(
     sums = MetricSums()
     for frames in data.batches(split, batch_size):
         frames = _layout(frames.to(options.device), options.channels_last)  # (B, T, C, H, W)
-        with _autocast(options):
+        with autocast(options):
             pred = model(frames[:, :n_in], n_out)
         sums.add(pred.frames.float().clamp(0.0, 1.0), frames[:, n_in:n_in + n_out].float())
     return sums.result()
 
 
+# --------------------------------------------------------------------------- one step
+class TrainStep:
+    """One optimizer step, the same for every run and for ``hpo bench``: learning rate from the
+    schedule, forward (closed loop over ``n_out`` frames, scheduled sampling as the spec says),
+    ``frame_loss_weight * MSE(predicted, true future) + aux_loss`` (the architecture's own term:
+    PredNet's error units, the spatio-temporal flow penalty), backward, gradient clipping, Adam.
+
+    Building it moves the model to the options' device and memory format and compiles it when
+    ``options.compile`` says so.
+    """
+
+    def __init__(self, model: nn.Module, spec: TrainSpec, options: RunOptions, n_in: int,
+                 n_out: int) -> None:
+        self.model, self.spec, self.options, self.n_in, self.n_out = (model, spec, options,
+                                                                      n_in, n_out)
+        model.to(options.device)
+        if options.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.run = (torch.compile(model, mode=options.compile_mode) if options.compile
+                    else model)
+        self.optimizer: Optional[torch.optim.Optimizer] = torch.optim.Adam(model.parameters(),
+                                                                          lr=spec.lr)
+
+    def layout(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C, H, W)`` frames on the device in the step's memory format."""
+        return _layout(frames.to(self.options.device), self.options.channels_last)
+
+    def __call__(self, frames: torch.Tensor, step: int) -> torch.Tensor:
+        """Optimizer step ``step`` (from 0) on ``frames (B, n_in + n_out, C, H, W)`` (laid out
+        by :meth:`layout`); returns the loss, detached, on the device (no sync)."""
+        lr = lr_at(step, self.spec)  # once per step: the schedule lookup is not free
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        target = frames[:, self.n_in:self.n_in + self.n_out]  # (B, n_out, C, H, W)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.options):
+            pred = self.run(frames[:, :self.n_in], self.n_out, targets=target,
+                            tf_prob=tf_prob_at(step, self.spec))
+            loss = pred.aux_loss.float()
+            if self.spec.frame_loss_weight:
+                loss = loss + self.spec.frame_loss_weight * F.mse_loss(pred.frames.float(),
+                                                                       target.float())
+        if not loss.requires_grad:  # frame_loss_weight 0 and an architecture without aux_loss
+            raise HpoError("the loss does not depend on the model (frame_loss_weight is 0 and "
+                           "the architecture has no loss of its own); set frame_loss_weight > 0")
+        loss.backward()
+        if self.spec.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+
 # --------------------------------------------------------------------------- training
-class _Progress:
-    """A rich bar per epoch on stderr (loss, val_mse, ms/step); silent when disabled."""
-
-    def __init__(self, enabled: bool, epochs: int, steps: int) -> None:
-        self.enabled, self.epochs, self.steps = enabled, epochs, steps
-        self._bar = None
-        self._task = None
-
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self._bar = Progress(
-                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}  val_mse {task.fields[val]}  "
-                           "{task.fields[ms]} ms/step"),
-                console=Console(stderr=True),
-            )
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def start_epoch(self, epoch: int) -> None:
-        if self._bar is not None:
-            self._task = self._bar.add_task("", total=self.steps, epoch=f"{epoch}/{self.epochs}",
-                                            loss="-", val="-", ms="-")
-
-    def update(self, done: int, loss: float, ms: float) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, loss=f"{loss:.4g}", ms=f"{ms:.1f}")
-
-    def end_epoch(self, val_mse: float) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, val=f"{val_mse:.5g}")
+ETA_STEPS = 3  # timed steps before a run projects its length
+ETA_NOTICE_S = 600.0  # runs projected longer than this are announced (see ``eta``)
 
 
 @dataclass
@@ -359,61 +304,39 @@ class _Run:
     epochs: int = 0
     timed_steps: int = 0
     timed_seconds: float = 0.0
+    eta: Optional[Callable[[float], None]] = None  # called once with the projected seconds
     curves: dict[str, list[float]] = field(
         default_factory=lambda: {name: [] for name in TrainResult.CURVES})
 
 
-def _loss(model: nn.Module, frames: torch.Tensor, n_in: int, n_out: int, tf_prob: float,
-          spec: TrainSpec) -> torch.Tensor:
-    """``frame_loss_weight * MSE(predicted, true future frames) + aux_loss`` (the architecture's
-    own term: PredNet's error-unit loss, the spatio-temporal Huber flow penalty)."""
-    target = frames[:, n_in:n_in + n_out]  # (B, n_out, C, H, W)
-    pred = model(frames[:, :n_in], n_out, targets=target, tf_prob=tf_prob)
-    loss = pred.aux_loss.float()
-    if spec.frame_loss_weight:
-        loss = loss + spec.frame_loss_weight * F.mse_loss(pred.frames.float(), target.float())
-    return loss
-
-
-def _train_epoch(run_model: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 data: Any, spec: TrainSpec, options: RunOptions, generator: torch.Generator,
-                 epoch: int, task: tuple[int, int], state: _Run, bar: _Progress) -> float:
+def _train_epoch(step_fn: TrainStep, data: Any, generator: torch.Generator, epoch: int,
+                 state: _Run, bar: Bar) -> float:
     """One epoch of optimizer steps. Returns the mean training loss (NaN or inf if it diverged)."""
-    n_in, n_out = task
-    model.train()
-    loss_sum = torch.zeros((), device=options.device)
+    spec, device = step_fn.spec, step_fn.options.device
+    loss_sum = torch.zeros((), device=device)
     seen = untimed = 0
-    _sync(options.device)
+    sync(device)
     t0 = time.perf_counter()
     for i in range(spec.steps_per_epoch):
         step = (epoch - 1) * spec.steps_per_epoch + i
-        lr = lr_at(step, spec)  # once per step: the schedule lookup is not free
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        frames = _layout(data.train_batch(spec.batch_size, generator).to(options.device),
-                         options.channels_last)  # (B, T, C, H, W)
-        optimizer.zero_grad(set_to_none=True)
-        with _autocast(options):
-            loss = _loss(run_model, frames, n_in, n_out, tf_prob_at(step, spec), spec)
-        if not loss.requires_grad:  # frame_loss_weight 0 and an architecture without aux_loss
-            raise HpoError("the loss does not depend on the model (frame_loss_weight is 0 and "
-                           "the architecture has no loss of its own); set frame_loss_weight > 0")
-        loss.backward()
-        if spec.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-        optimizer.step()
-        loss_sum += loss.detach()
+        frames = step_fn.layout(data.train_batch(spec.batch_size, generator))  # (B, T, C, H, W)
+        loss_sum += step_fn(frames, step)
         seen += 1
         if step == 0 and spec.steps_per_epoch > 1:
             # The run's first step pays for allocation (and compilation): not timed.
-            _sync(options.device)
+            sync(device)
             t0, untimed = time.perf_counter(), 1
-        if seen % _CHECK_EVERY == 0 or seen == spec.steps_per_epoch:
+        if seen % _CHECK_EVERY == 0 or seen == spec.steps_per_epoch \
+                or (state.eta is not None and seen - untimed == ETA_STEPS):
             mean = loss_sum.item() / seen  # a device sync
-            bar.update(seen, mean, 1000 * (time.perf_counter() - t0) / max(1, seen - untimed))
+            ms = 1000 * (time.perf_counter() - t0) / max(1, seen - untimed)
+            bar.update(completed=seen, loss=f"{mean:.4g}", ms=f"{ms:.1f}")
+            if state.eta is not None and seen - untimed >= ETA_STEPS:
+                state.eta(ms / 1000 * spec.steps_per_epoch * spec.epochs)
+                state.eta = None
             if not math.isfinite(mean):
                 return mean
-    _sync(options.device)
+    sync(device)
     state.timed_seconds += time.perf_counter() - t0
     state.timed_steps += seen - untimed
     return loss_sum.item() / max(1, seen)
@@ -429,6 +352,7 @@ def train_and_evaluate(
     checkpoint_path: Optional[str | Path] = None,
     model_spec: Optional[ModelSpec] = None,
     data_spec: Optional[DataSpec] = None,
+    eta: Optional[Callable[[float], None]] = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` as ``spec`` says; validate after every epoch.
 
@@ -442,6 +366,8 @@ def train_and_evaluate(
         checkpoint_path: where to save the best weights with the specs (needs ``model_spec``).
         model_spec, data_spec: stored in the checkpoint; ``data_spec`` also gives n_in / n_out
             when the data has no ``spec`` of its own.
+        eta: called once, after the first few timed steps, with the run's projected training
+            seconds (all epochs, validation left out) when they exceed :data:`ETA_NOTICE_S`.
 
     Returns:
         A :class:`TrainResult`; on return the model holds the best weights (if an epoch validated).
@@ -451,33 +377,31 @@ def train_and_evaluate(
         raise ValueError("checkpoint_path needs model_spec to make the checkpoint loadable")
     started = time.perf_counter()
     options = resolve_options(spec)
-    task = _task(data, data_spec)
+    n_in, n_out = _task(data, data_spec)
     SCHEDULES.get(spec.schedule)  # unknown names fail here, before any training
     TEACHER_FORCING.get(spec.teacher_forcing)
     seed_everything(spec.seed)
     generator = torch.Generator(device=options.device).manual_seed(spec.seed)
-    model.to(options.device)
-    if options.channels_last:
-        model.to(memory_format=torch.channels_last)
-    run_model = torch.compile(model) if options.compile else model
-    optimizer: Optional[torch.optim.Optimizer] = torch.optim.Adam(model.parameters(), lr=spec.lr)
-    state = _Run()
+    step_fn = TrainStep(model, spec, options, n_in, n_out)
+    state = _Run(eta=None if eta is None else _long_only(eta))
     stop_reason = "completed"
     out_of_memory = False
+    bar = Bar(progress, "loss {task.fields[loss]}  val_mse {task.fields[val]}  "
+                        "{task.fields[ms]} ms/step")
     try:
-        with _Progress(progress, spec.epochs, spec.steps_per_epoch) as bar:
+        with bar:
             for epoch in range(1, spec.epochs + 1):
-                bar.start_epoch(epoch)
-                train_loss = _train_epoch(run_model, model, optimizer, data, spec, options,
-                                          generator, epoch, task, state, bar)
+                bar.add(spec.steps_per_epoch, f"epoch {epoch}/{spec.epochs}", loss="-",
+                        val="-", ms="-")
+                train_loss = _train_epoch(step_fn, data, generator, epoch, state, bar)
                 state.epochs = epoch
                 if not math.isfinite(train_loss):
                     stop_reason = "diverged"
                     break
-                metrics = evaluate(run_model, data, "val", spec.val_batch_size,
+                metrics = evaluate(step_fn.run, data, "val", spec.val_batch_size,
                                    data_spec=data_spec, options=options)
-                _record(state, epoch, train_loss, metrics, optimizer)
-                bar.end_epoch(metrics["mse"])
+                _record(state, train_loss, metrics, step_fn.optimizer)
+                bar.update(val=f"{metrics['mse']:.5g}")
                 stop_reason = _after_epoch(state, epoch, metrics, model, spec, trial)
                 if stop_reason != "completed":
                     break
@@ -485,7 +409,7 @@ def train_and_evaluate(
         out_of_memory = True  # memory is freed below, outside the handler that pins the frames
     if out_of_memory:
         stop_reason = "out_of_memory"
-        optimizer = None
+        step_fn.optimizer = None
         gc.collect()
         if options.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -512,7 +436,14 @@ def train_and_evaluate(
     return result
 
 
-def _record(state: _Run, epoch: int, train_loss: float, metrics: dict[str, Any],
+def _long_only(eta: Callable[[float], None]) -> Callable[[float], None]:
+    def notice(seconds: float) -> None:
+        if seconds > ETA_NOTICE_S:
+            eta(seconds)
+    return notice
+
+
+def _record(state: _Run, train_loss: float, metrics: dict[str, Any],
             optimizer: torch.optim.Optimizer) -> None:
     curves = state.curves
     curves["train_loss"].append(train_loss)

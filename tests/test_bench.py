@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from hpo_vidpred import archs
-from hpo_vidpred.bench import StepTimes, device_name, recommend, variants_for
+from hpo_vidpred import archs, devices
+from hpo_vidpred.bench import StepTimes, recommend, variants_for
 from hpo_vidpred.cells import CELLS
 from hpo_vidpred.cli import main
 
@@ -129,13 +129,13 @@ def test_cpu_variants_and_recommendation() -> None:
     assert [v.name for v in variants_for(cpu)] == ["auto"]
     assert "cudagraphs" not in [v.name for v in variants_for(cpu, ["all"])]
     auto = variants_for(cpu, ["auto"])[0].resolve(cpu)
-    assert not auto.bf16 and not auto.channels_last and auto.compile is None
+    assert auto.device == cpu and not auto.bf16 and not auto.channels_last and not auto.compile
     rows = [{"arch": "a", "cell": "c", "variant": v, "ms_step": ms}
             for v, ms in (("fp32", 100.0), ("bf16", 50.0), ("channels_last", 120.0))]
     rec = recommend(rows)
     assert rec["bf16"] == {"speedup": 2.0, "turn_on": True, "pairs": 1}
     assert not rec["channels_last"]["turn_on"] and "compile" not in rec
-    assert device_name(torch.device("cpu")).startswith("cpu (")
+    assert devices.name(torch.device("cpu")).startswith("cpu (")
     times = StepTimes([1.0, 3.0], [10.0, 30.0])
     assert times.data_share == pytest.approx(0.1) and times.median_ms == 20.0
 

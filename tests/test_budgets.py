@@ -42,8 +42,27 @@ def test_small_budget_shrinks_frames_keeping_the_aspect_and_shortens_sequences(d
     data_spec, _, train = budgets.apply("small", *_specs(data))
     assert (data_spec.height, data_spec.width) == size
     assert (data_spec.n_in, data_spec.n_out) == task
-    assert data_spec.val_size == 32 and data_spec.test_size == 32
-    assert (train.epochs, train.steps_per_epoch, train.batch_size) == (4, 12, 8)
+    assert data_spec.val_size == 64 and data_spec.test_size == 64
+    assert (train.epochs, train.steps_per_epoch, train.batch_size) == (4, 150, 8)
+    # one digit on Moving MNIST (the CPU learns it in minutes); other datasets keep their options
+    assert dict(data_spec.options) == ({"digits": 1} if data == "mmnist" else {})
+
+
+def test_small_budget_records_what_it_does_to_searched_configurations() -> None:
+    data_spec, model_spec, train = _specs("mmnist")
+    patched = replace(model_spec, config={**model_spec.config, "patch": 1})
+    _, small, _ = budgets.apply("small", data_spec, patched, train)
+    assert small.config["patch"] == 4  # the space-to-depth floor of the CPU demo
+    _, seed, _ = budgets.apply("seed", data_spec, patched, train)
+    assert seed.config["patch"] == 1
+    _, fixed, _ = budgets.apply("small", data_spec, patched, train, fixed_model=True)
+    assert fixed.config["patch"] == 1  # fixed configurations keep their own
+    assert budgets.search_caps("small") == [
+        "search-space widths capped at 32 channels per layer",
+        "search-space patch raised to at least 4 (space-to-depth)"]
+    assert budgets.search_caps("seed") == []
+    changes = budgets.describe("small", data_spec, model_spec, train)["changes"]
+    assert "data.options.digits: <unset> -> 1" in changes
 
 
 def test_smoke_budget_caps_batches_and_keeps_smaller_settings() -> None:
@@ -69,11 +88,11 @@ def test_search_space_widths_are_capped() -> None:
     data_spec, model_spec, train = _specs("mmnist", "spatiotemporal")
     wide = replace(model_spec, config={**model_spec.config, "hidden": 64})
     _, small, _ = budgets.apply("small", data_spec, wide, train)
-    assert small.config["hidden"] == 16 and small.config["enc_channels"] == 16
+    assert small.config["hidden"] == 32 and small.config["enc_channels"] == 32
     assert small.config["kernel"] == wide.config["kernel"]
     deep = replace(model_spec, arch="autoencoder", config={"depth": 3, "hidden": 60, "kernel": 3})
     _, capped, _ = budgets.apply("small", data_spec, deep, train)
-    assert capped.config["hidden"] == 4  # layers 4, 8, 16: none wider than 16
+    assert capped.config["hidden"] == 8  # layers 8, 16, 32: none wider than 32
     per_layer = replace(wide, config={"hidden": (4, 12, 40), "depth": 3})
     _, smoke, _ = budgets.apply("smoke", data_spec, per_layer, train)
     assert smoke.config["hidden"] == (4, 8, 8)
@@ -87,8 +106,8 @@ def test_describe_lists_every_change_for_the_record() -> None:
     assert "data.height: 64 -> 32" in record["changes"]
     assert "data.width: 80 -> 40" in record["changes"]
     assert "data.n_out: 10 -> 5" in record["changes"]
-    assert "model.config.hidden: 32 -> 8" in record["changes"]  # layers 8, 16
-    assert "train.steps_per_epoch: 500 -> 12" in record["changes"]
+    assert "model.config.hidden: 32 -> 16" in record["changes"]  # layers 16, 32
+    assert "train.steps_per_epoch: 500 -> 150" in record["changes"]
 
 
 def test_unknown_budget_lists_the_valid_ones() -> None:

@@ -10,7 +10,8 @@ from hpo_vidpred import data as datasets
 from hpo_vidpred.checkpoint import checkpoint_path, load_checkpoint
 from hpo_vidpred.errors import HpoError
 from hpo_vidpred.specs import ModelSpec, TrainSpec
-from hpo_vidpred.train import seed_everything, train_and_evaluate
+from hpo_vidpred.devices import seed_everything
+from hpo_vidpred.train import train_and_evaluate
 
 
 def test_checkpoint_round_trip_rebuilds_the_best_model() -> None:

@@ -16,9 +16,9 @@ import pytest
 from hpo_vidpred.dashboard import make_dashboard_server
 from hpo_vidpred.errors import HpoError
 from hpo_vidpred.specs import StudySpec
-from hpo_vidpred.storage import open_storage
-from hpo_vidpred.study import plan_study
-from hpo_vidpred.workers import run
+from hpo_vidpred.store import open_storage
+from hpo_vidpred.jobs.search import plan_study
+from hpo_vidpred.jobs.workers import run
 
 SQLITE = "sqlite:///studies/hpo.db"
 

@@ -107,3 +107,22 @@ def test_mismatched_shapes_and_tiny_frames_are_rejected() -> None:
         mse(torch.zeros(1, 2, 1, 8, 8), torch.zeros(1, 3, 1, 8, 8))
     with pytest.raises(ValueError, match="at least 7x7"):
         ssim(torch.zeros(1, 1, 1, 6, 8), torch.zeros(1, 1, 1, 6, 8))
+
+
+def test_trivial_baselines_give_exact_numbers_on_hand_made_frames() -> None:
+    from hpo_vidpred.metrics import trivial_baselines
+
+    # one sequence, 1x8x8 frames: inputs 0.2 then 0.6 everywhere, futures 0.5 then 1.0
+    frames = torch.tensor([0.2, 0.6, 0.5, 1.0]).view(1, 4, 1, 1, 1).expand(1, 4, 1, 8, 8)
+    out = trivial_baselines([frames], n_in=2, n_out=2)
+    assert out["black"]["mse_per_step"] == pytest.approx([0.25, 1.0])
+    assert out["black"]["mse"] == pytest.approx(0.625)
+    assert out["copy_last"]["mse_per_step"] == pytest.approx([0.01, 0.16])  # 0.6 forward
+    assert out["mean_input"]["mse_per_step"] == pytest.approx([0.01, 0.36])  # 0.4 forward
+    assert out["copy_last"]["mae"] == pytest.approx(0.25)
+    assert out["black"]["mse_frame"] == pytest.approx(0.625 * 64)
+    # batches are averaged over every sequence, whatever the batch size
+    two = torch.cat([frames, torch.zeros_like(frames)])
+    split = trivial_baselines([two[:1], two[1:]], 2, 2)
+    whole = trivial_baselines([two], 2, 2)
+    assert split["black"]["mse"] == pytest.approx(whole["black"]["mse"]) == pytest.approx(0.3125)

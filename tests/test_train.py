@@ -16,13 +16,12 @@ import pytest
 import torch
 from torch import nn
 
+from hpo_vidpred.devices import resolve_options, seed_everything
 from hpo_vidpred.specs import DataSpec, TrainSpec
 from hpo_vidpred.train import (
     TrainResult,
     evaluate,
     lr_at,
-    resolve_options,
-    seed_everything,
     tf_prob_at,
     train_and_evaluate,
 )

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from ..cells import CELLS, PEEPHOLES
+from ..cells import CELLS, PEEPHOLES, Cell
 from ..errors import HpoError
 from ..registry import Registry
 from ..specs import ModelSpec
@@ -157,7 +157,12 @@ def create_model(spec: ModelSpec) -> nn.Module:
     if isinstance(spec.channels, bool) or not isinstance(spec.channels, int) or spec.channels < 1:
         raise HpoError(f"model channels={spec.channels!r} must be a positive int")
     config = parse_config(cls.Config, spec.config, spec.arch)
-    return cls(spec, config)
+    model = cls(spec, config)
+    if spec.forget_bias:
+        for cell in model.modules():
+            if isinstance(cell, Cell):
+                cell.init_forget_bias(float(spec.forget_bias))
+    return model
 
 
 def config_keys(arch: str) -> set[str]:

@@ -76,6 +76,18 @@ class Cell(nn.Module):
         new = tuple(out[name] for name in self.state_names)
         return new[0], new
 
+    # (bias parameter, gate index in it) of every forget gate: ConvLSTM's f, ST-LSTM's f and f'.
+    # Their initial bias is ModelSpec.forget_bias (see :meth:`init_forget_bias`).
+    forget_gates: tuple[tuple[str, int], ...] = ()
+
+    @torch.no_grad()
+    def init_forget_bias(self, value: float) -> None:
+        """Start every forget gate's bias at ``value`` (Jozefowicz et al. 2015 recommend 1;
+        0 is the seed's, and PyTorch's convolutions start biases near 0)."""
+        for name, index in self.forget_gates:
+            bias = getattr(self, name).bias  # (gates * hidden,)
+            bias[index * self.hidden:(index + 1) * self.hidden] = value
+
     def memory(self, state: State) -> torch.Tensor | None:
         """The memory this cell hands to the next layer computed (None: it has none)."""
         return None

@@ -67,6 +67,7 @@ class ConvLSTM(Cell):
     """ConvLSTM cell; state ``(h, c)``."""
 
     state_names = ("h", "c")
+    forget_gates = (("conv_h", 1),)  # gate order i, f, g, o
 
     def __init__(self, in_channels: int, hidden: int, kernel: int = 3, peephole: str = "none"):
         super().__init__(in_channels, hidden, kernel)

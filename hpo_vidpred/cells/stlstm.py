@@ -29,6 +29,7 @@ class STLSTM(Cell):
     ignored: the cell's output gate already sees C and M (eq. 43)."""
 
     state_names = ("h", "c", "m")
+    forget_gates = (("conv_h", 1), ("conv_m", 1))  # i, f, g, o and i', f', g'
 
     def __init__(self, in_channels: int, hidden: int, kernel: int = 3, peephole: str = "none"):
         super().__init__(in_channels, hidden, kernel)

@@ -21,7 +21,8 @@ import torch
 from ..paths import data_root
 from ..specs import DataSpec, from_dict, to_dict
 from . import kitti, kth, moving_mnist  # noqa: F401  (registers the datasets)
-from ._base import DATASETS, Dataset, DataWarning, resolve_device
+from ..devices import resolve_device
+from ._base import DATASETS, Dataset, DataWarning
 from .batches import Sequences, Stream, VideoData, Windows
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +22,7 @@ __all__ = [
     "eval_stride",
     "looked_in",
     "options_of",
-    "progress",
     "resize_frames",
-    "resolve_device",
     "split_sizes",
     "warn",
 ]
@@ -32,7 +30,6 @@ __all__ = [
 DATASETS: Registry[Callable[[], "Dataset"]] = Registry("dataset")
 
 SPLITS = ("train", "val", "test")
-T = TypeVar("T")
 
 
 class DataWarning(UserWarning):
@@ -127,23 +124,6 @@ def eval_stride(spec: DataSpec) -> int:
 def split_sizes(spec: DataSpec) -> dict[str, int]:
     """Requested sequences per split (0: everything available / the dataset default)."""
     return {"train": spec.train_size, "val": spec.val_size, "test": spec.test_size}
-
-
-def progress(items: Sequence[T], description: str, enabled: bool) -> Iterable[T]:
-    """``items`` with a progress bar on stderr (rich) when ``enabled`` and there is work."""
-    if not enabled or not items:
-        return items
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(items, description=description, console=Console(stderr=True))
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None -> CUDA when available, else CPU; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def resize_frames(frames: torch.Tensor, height: int, width: int,

@@ -18,6 +18,7 @@ import torch
 
 from ..errors import HpoError
 from ..specs import DataSpec
+from ..ui import track
 from ._base import (
     DATASETS,
     SPLITS,
@@ -25,7 +26,6 @@ from ._base import (
     dataset_dir,
     eval_stride,
     looked_in,
-    progress,
     resize_frames,
 )
 from ._files import cache_dir, load_json, save_json, save_npy, stamp
@@ -103,7 +103,7 @@ def _prepare_split(folder: Path, cache: Path, split: str, spec: DataSpec,
     out = np.empty((len(frames), spec.channels, spec.height, spec.width), dtype=np.uint8)
     weights = torch.tensor(LUMA).view(1, 3, 1, 1)
     chunks = list(range(0, len(frames), 512))
-    for i in progress(chunks, f"preparing KITTI {split}", show_progress):
+    for i in track(chunks, f"preparing KITTI {split}", show_progress):
         chunk = torch.from_numpy(np.ascontiguousarray(frames[i:i + 512])).permute(0, 3, 1, 2)
         if spec.channels == 1:  # (n, 3, h, w) -> (n, 1, h, w)
             chunk = (chunk.float() * weights).sum(1, keepdim=True).round_().to(torch.uint8)

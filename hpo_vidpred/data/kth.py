@@ -31,6 +31,7 @@ import torch
 
 from ..errors import HpoError
 from ..specs import DataSpec
+from ..ui import track
 from ._base import (
     DATASETS,
     SPLITS,
@@ -39,7 +40,6 @@ from ._base import (
     eval_stride,
     looked_in,
     options_of,
-    progress,
     resize_frames,
     warn,
 )
@@ -232,7 +232,7 @@ def prepare_videos(sources: list[VideoSource], cache: Path, spec: DataSpec,
     """Every video's :class:`Entry`, decoding (and caching) only what the cache lacks."""
     entries = {s.name: _cached(cache, s) for s in sources}
     todo = [s for s in sources if entries[s.name] is None]
-    for source in progress(todo, "decoding KTH videos", show_progress):
+    for source in track(todo, "decoding KTH videos", show_progress):
         try:
             frames, runs = _read(source, spec)
             save_npy(cache / f"{source.name}.npy", frames)

@@ -19,7 +19,8 @@ done (so a killed run leaves nothing half-recorded and a rerun does only what is
 test MSE, user attributes ``role``, ``cell``, ``seed``, ``config_id``, ``test_<metric>`` and
 ``test_<metric>_per_step`` (:mod:`hpo_vidpred.metrics`), ``TrainResult.user_attrs()``, the specs,
 the checkpoint and, for the first seed, the predicted frames of test sequence 0 (for the report's
-strips). The study keeps the input and true frames of that sequence.
+strips). The study keeps the input and true frames of that sequence and the trivial predictors'
+metrics on the test split (``baselines``).
 
 "Fixed vs optimized" compares published defaults with a tuned configuration; it is not a fair
 "A beats B" claim (the report labels it so).
@@ -27,11 +28,9 @@ strips). The study keeps the input and true frames of that sequence.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import math
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -42,18 +41,22 @@ import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from . import __version__
-from .budgets import dict_changes
-from .errors import HpoError
-from .export import best_trials, config_id, load_configurations, study_kind, trial_cell
-from .fixed import FixedPlan, plan_fixed, run_fixed
-from .specs import DataSpec, ModelSpec, StudySpec, TrainSpec, from_dict, to_dict
+from .. import archs
+from .. import data as datasets
+from ..cells import CELLS
+from ..errors import HpoError
+from ..specs import (METRICS, DataSpec, ModelSpec, StudySpec, TrainSpec, dict_changes,
+                     from_dict, to_dict, to_record)
+from ..store import mask_url, normalize_url, open_storage
+from ..store.records import (best_trials, config_id, encode_frames, judge, open_record,
+                             ratio_text, study_kind, trial_cell)
+from .export import load_configurations
+from .fixed import FixedPlan, plan_fixed, train_fixed
 
 __all__ = ["ROLES", "Retrain", "ComparePlan", "plan_compare", "run_compare", "compare_name",
-           "encode_frames", "decode_frames", "format_summary"]
+           "format_summary"]
 
 ROLES = ("fixed", "optimized")
-METRIC_NAMES = ("mse", "mse_frame", "mae", "psnr", "ssim")
 
 
 def compare_name(arch: str, data: str) -> str:
@@ -104,10 +107,8 @@ class ComparePlan:
 
     def record(self) -> dict[str, Any]:
         """The study's spec, compared when it exists (another budget or data is refused)."""
-        data = to_dict(self.data)
-        data.pop("root")
         return {"compare": {"arch": self.arch, "data": self.data_name, "budget": self.budget},
-                "data": data}
+                "data": to_record(self.data)}
 
 
 # --------------------------------------------------------------------------- planning
@@ -119,10 +120,6 @@ def plan_compare(storage: Any, arch: str, data: str, *, cells: Optional[Sequence
     ``cells`` default to every registered cell; a default cell without a search study is skipped
     with a note, an asked-for one is an error. ``budget`` defaults to the search budget.
     """
-    from . import archs
-    from . import data as datasets
-    from .cells import CELLS
-
     archs.ARCHS.get(arch)
     datasets.DATASETS.get(data)
     if seeds < 1:
@@ -196,7 +193,8 @@ def _store_sources(storage: Any, arch: str, data: str, cells: Sequence[str]
             study = optuna.load_study(study_name=name, storage=storage)
             if study_kind(study.user_attrs) != "search":
                 continue
-            best = [t for t in best_trials(study, 1, per_cell=True) if trial_cell(t) == cell]
+            best = [t for t in best_trials(study.get_trials(deepcopy=False), 1, per_cell=True)
+                    if trial_cell(t) == cell]
             if best:
                 out[cell] = {"budget": study.user_attrs["spec"]["study"]["budget"],
                              "study": name, "trial": best[0], "attrs": study.user_attrs}
@@ -227,7 +225,7 @@ def _optimized_specs(source: Mapping[str, Any], budget: str, data_dir: Optional[
 
 def _replan(record: Mapping[str, Any], budget: str, data_dir: Optional[str]):
     """The search study's plan at another budget, from the spec it recorded."""
-    from .study import plan_study
+    from .search import plan_study
 
     with tempfile.TemporaryDirectory() as tmp:
         space = Path(tmp) / "search_space.yaml"
@@ -240,66 +238,59 @@ def _replan(record: Mapping[str, Any], budget: str, data_dir: Optional[str]):
 def _same_data(optimized: Optional[DataSpec], fixed: DataSpec, source: str) -> None:
     if optimized is None:
         return
-    old, new = to_dict(optimized), to_dict(fixed)
-    old.pop("root"), new.pop("root")
-    differences = dict_changes(old, new)
+    differences = dict_changes(to_record(optimized), to_record(fixed))
     if differences:
         raise HpoError(f"{source} was trained on other data than this comparison tests on "
                        f"({'; '.join(differences[:3])}); export it at the same budget")
 
 
 # --------------------------------------------------------------------------- running
+@dataclass
+class _Context:
+    """What one ``hpo compare`` run keeps open: the store, its label, the data and a log."""
+
+    store: Any
+    label: str
+    data: Any
+    progress: bool
+    log: Callable[[str], None]
+
+
 def run_compare(plan: ComparePlan, storage: Optional[str] = None, *, progress: bool = True,
                 log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Run every retrain of ``plan`` that the comparison study does not have yet; returns the
     summary (what ``--json`` prints)."""
-    from . import data as datasets
-    from .storage import mask_url, normalize_url, open_storage
-    from .train import resolve_device
+    from ..metrics import split_baselines
 
     url = normalize_url(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = open_storage(url)
-    study = _open_compare_study(plan, store)
+    study = open_record(store, plan.study_name, "compare", plan.record(),
+                        budget=plan.budget_changes, objective="test_mse",
+                        fix="compare at the original budget or use another store with "
+                            "--storage URL")
     done = {_key(t) for t in study.get_trials(deepcopy=False) if _finished(t)}
     todo = [r for r in plan.retrains if r.key not in done]
     log(f"{plan.study_name}: {len(plan.retrains) - len(todo)} of {len(plan.retrains)} retrains "
         f"already stored, {len(todo)} to run (budget {plan.budget}, cells "
         f"{', '.join(plan.cells)}, seeds {', '.join(map(str, plan.seeds))})")
-    if todo:
-        device = resolve_device(todo[0].train.device)
-        data = datasets.load(plan.data, device)
+    if todo or "baselines" not in study.user_attrs:
+        data = datasets.load(plan.data, todo[0].train.device if todo else "auto")
+        ctx = _Context(store, mask_url(url), data, progress, log)
         if "test_frames" not in study.user_attrs:
             frames = data.split("test")[0].cpu()  # (T, C, H, W) uint8
             study.set_user_attr("test_frames", encode_frames(frames))
+        if "baselines" not in study.user_attrs:
+            study.set_user_attr("baselines", split_baselines(data, "test",
+                                                             plan.retrains[0].train.val_batch_size))
         for retrain in todo:
-            trial = _retrain(plan, retrain, data, url, progress, log)
+            trial = _retrain(plan, retrain, ctx)
             study.add_trial(trial)
             value = "failed" if trial.value is None else f"test mse {trial.value:.5g}"
             log(f"{plan.study_name}: {retrain.cell} {retrain.role} seed {retrain.seed}: {value}")
-    summary = summarize(optuna.load_study(study_name=plan.study_name, storage=store), plan)
+    summary = summarize(study, plan)
     summary.update(storage=mask_url(url), ran=len(todo), notes=list(plan.notes))
     return summary
-
-
-def _open_compare_study(plan: ComparePlan, store: Any) -> optuna.Study:
-    study = optuna.create_study(study_name=plan.study_name, storage=store, load_if_exists=True,
-                                direction="minimize")
-    stored = study.user_attrs.get("spec")
-    if stored is None:
-        from .study import git_commit
-
-        for key, value in {"spec": plan.record(), "kind": "compare", "objective": "test_mse",
-                           "budget": dict(plan.budget_changes), "package_version": __version__,
-                           "git_commit": git_commit()}.items():
-            study.set_user_attr(key, value)
-        return study
-    differences = dict_changes(stored, plan.record())
-    if differences:
-        raise HpoError(f"study {plan.study_name!r} exists with a different spec "
-                       f"({'; '.join(differences[:3])}); compare at the original budget or use "
-                       "another store with --storage URL")
-    return study
 
 
 def _key(trial: FrozenTrial) -> tuple:
@@ -312,19 +303,18 @@ def _finished(trial: FrozenTrial) -> bool:
                                                   and "fail_reason" in trial.user_attrs)
 
 
-def _retrain(plan: ComparePlan, r: Retrain, data: Any, url: str, progress: bool,
-             log: Callable[[str], None]) -> FrozenTrial:
+def _retrain(plan: ComparePlan, r: Retrain, ctx: _Context) -> FrozenTrial:
     """Train (or reuse) one retrain, test it once; the trial to add to the comparison study."""
-    from . import archs
-    from .checkpoint import checkpoint_path, load_checkpoint
-    from .train import evaluate, resolve_options, seed_everything, train_and_evaluate
+    from ..checkpoint import checkpoint_path, load_checkpoint
+    from ..devices import resolve_options, seed_everything
+    from ..train import evaluate, train_and_evaluate
 
     attrs: dict[str, Any] = {"role": r.role, "cell": r.cell, "seed": r.seed,
                              "config_id": r.config_id, "source": r.source,
                              "source_study": r.source_study,
                              "model_spec": to_dict(r.model), "train_spec": to_dict(r.train)}
     if r.role == "fixed":
-        fixed_trial = _fixed_run(r.fixed_plan, url, progress, log)
+        fixed_trial = _fixed_run(r.fixed_plan, ctx)
         attrs.update({k: v for k, v in fixed_trial.user_attrs.items()
                       if k not in ("model_spec", "train_spec")})
         attrs["source_trial"] = f"{r.fixed_plan.study_name} trial {fixed_trial.number}"
@@ -333,11 +323,11 @@ def _retrain(plan: ComparePlan, r: Retrain, data: Any, url: str, progress: bool,
         if fixed_trial.state == TrialState.COMPLETE:
             model, _ = load_checkpoint(fixed_trial.user_attrs["checkpoint"])
     else:
-        log(f"{plan.study_name}: training {r.cell} optimized seed {r.seed} ({r.source})")
+        ctx.log(f"{plan.study_name}: training {r.cell} optimized seed {r.seed} ({r.source})")
         seed_everything(r.seed)
         model = archs.create_model(r.model)
         path = checkpoint_path(plan.study_name, f"optimized-{r.cell}-{r.config_id}-seed{r.seed}")
-        result = train_and_evaluate(model, data, r.train, progress=progress,
+        result = train_and_evaluate(model, ctx.data, r.train, progress=ctx.progress,
                                     checkpoint_path=path, model_spec=r.model,
                                     data_spec=plan.data)
         attrs.update(result.user_attrs())
@@ -353,39 +343,30 @@ def _retrain(plan: ComparePlan, r: Retrain, data: Any, url: str, progress: bool,
                                          intermediate_values=curve)
     options = resolve_options(r.train)
     model.to(options.device)
-    metrics = evaluate(model, data, "test", r.train.val_batch_size, data_spec=plan.data,
+    metrics = evaluate(model, ctx.data, "test", r.train.val_batch_size, data_spec=plan.data,
                        options=options)
-    for name in METRIC_NAMES:
+    for name in METRICS:
         attrs[f"test_{name}"] = float(metrics[name])
         attrs[f"test_{name}_per_step"] = [float(v) for v in metrics[f"{name}_per_step"]]
     if r.seed == plan.seeds[0]:
-        attrs["test_prediction"] = encode_frames(_predict_first(model, data, plan.data))
+        attrs["test_prediction"] = encode_frames(_predict_first(model, ctx.data, plan.data))
     return optuna.trial.create_trial(state=TrialState.COMPLETE, value=attrs["test_mse"],
                                      user_attrs=attrs, intermediate_values=curve)
 
 
-def _fixed_run(fixed: FixedPlan, url: str, progress: bool,
-               log: Callable[[str], None]) -> FrozenTrial:
+def _fixed_run(fixed: FixedPlan, ctx: _Context) -> FrozenTrial:
     """The ``hpo fixed`` trial of this plan's seed: reused when stored with the same spec and its
-    checkpoint on disk, else trained now with :func:`hpo_vidpred.fixed.run_fixed`."""
-    from .storage import open_storage
-
-    store = open_storage(url)
-    try:
-        study = optuna.load_study(study_name=fixed.study_name, storage=store)
-    except KeyError:
-        study = None
-    if study is not None and study.user_attrs.get("spec") == fixed.record():
-        for t in study.get_trials(deepcopy=False):
-            if (t.user_attrs.get("train_spec") or {}).get("seed") != fixed.train.seed:
-                continue
-            if t.state == TrialState.COMPLETE and Path(t.user_attrs.get("checkpoint", "")
-                                                       ).is_file():
-                log(f"{fixed.study_name}: reusing trial {t.number} (seed {fixed.train.seed})")
-                return t
-    log(f"{fixed.study_name}: training seed {fixed.train.seed} (hpo fixed)")
-    summary = run_fixed(fixed, url, progress=progress)
-    study = optuna.load_study(study_name=fixed.study_name, storage=store)
+    checkpoint on disk, else trained now (:func:`hpo_vidpred.jobs.fixed.train_fixed`)."""
+    study = fixed.open(ctx.store, create=False)
+    for t in study.get_trials(deepcopy=False) if study is not None else ():
+        if (t.user_attrs.get("train_spec") or {}).get("seed") != fixed.train.seed:
+            continue
+        if t.state == TrialState.COMPLETE and Path(t.user_attrs.get("checkpoint", "")).is_file():
+            ctx.log(f"{fixed.study_name}: reusing trial {t.number} (seed {fixed.train.seed})")
+            return t
+    ctx.log(f"{fixed.study_name}: training seed {fixed.train.seed} (hpo fixed)")
+    summary = train_fixed(fixed, ctx.store, ctx.data, ctx.label, progress=ctx.progress)
+    study = fixed.open(ctx.store, create=False)
     return study.trials[summary["trial"]]
 
 
@@ -399,25 +380,11 @@ def _predict_first(model: torch.nn.Module, data: Any, spec: DataSpec) -> torch.T
     return predicted[0].mul(255.0).round().to(torch.uint8).cpu()  # (n_out, C, H, W)
 
 
-# --------------------------------------------------------------------------- frames in the store
-def encode_frames(frames: torch.Tensor) -> dict[str, Any]:
-    """uint8 frames ``(T, C, H, W)`` as a small JSON-safe dict (zlib + base64) for user attrs."""
-    array = frames.detach().cpu().to(torch.uint8).numpy()
-    return {"shape": list(array.shape),
-            "zlib_b64": base64.b64encode(zlib.compress(array.tobytes(), 9)).decode("ascii")}
-
-
-def decode_frames(encoded: Mapping[str, Any]) -> torch.Tensor:
-    """The inverse of :func:`encode_frames`: float frames ``(T, C, H, W)`` in [0, 1]."""
-    raw = zlib.decompress(base64.b64decode(encoded["zlib_b64"]))
-    array = np.frombuffer(raw, dtype=np.uint8).reshape(encoded["shape"])
-    return torch.from_numpy(array.copy()).float().div(255.0)
-
-
 # --------------------------------------------------------------------------- summary
 def summarize(study: optuna.Study, plan: ComparePlan) -> dict[str, Any]:
     """Per cell and role: seeds, test MSE / SSIM mean and sample std of the plan's retrains."""
     wanted = {r.key for r in plan.retrains}
+    baselines = study.user_attrs["baselines"]
     trials = [t for t in study.get_trials(deepcopy=False)
               if t.state == TrialState.COMPLETE and _key(t) in wanted]
     rows = []
@@ -427,12 +394,15 @@ def summarize(study: optuna.Study, plan: ComparePlan) -> dict[str, Any]:
                      and t.user_attrs["role"] == role]
             mse = np.array([t.user_attrs["test_mse"] for t in group])
             ssim = np.array([t.user_attrs["test_ssim"] for t in group])
+            verdict = judge(_mean_std(mse)[0], baselines)
             rows.append({"cell": cell, "role": role, "n": len(group),
                          "test_mse": _mean_std(mse), "test_ssim": _mean_std(ssim),
+                         "skill": verdict["skill"], "learned": verdict["learned"],
                          "source": next((r.source for r in plan.retrains
                                          if (r.cell, r.role) == (cell, role)), "")})
     return {"study": plan.study_name, "budget": plan.budget, "seeds": list(plan.seeds),
-            "rows": rows}
+            "rows": rows, "baselines": {k: baselines[k]["mse"] for k in
+                                        ("black", "copy_last", "mean_input")}}
 
 
 def _mean_std(values: np.ndarray) -> list[Optional[float]]:
@@ -446,11 +416,14 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     lines = [f"study {summary['study']} ({summary['storage']}), budget {summary['budget']}, "
              f"seeds {', '.join(map(str, summary['seeds']))}: {summary['ran']} retrain(s) run "
              "now; test split, published defaults vs tuned:"]
+    baselines = {k: {"mse": v} for k, v in summary["baselines"].items()}
+    lines.append("  trivial predictors: " + ", ".join(
+        f"{k.replace('_', '-')} mse {v['mse']:.5g}" for k, v in baselines.items()))
     for row in summary["rows"]:
         mse, ssim = row["test_mse"], row["test_ssim"]
         text = "-" if mse[0] is None else (
             f"mse {mse[0]:.5g}" + (f" +- {mse[1]:.2g}" if mse[1] is not None else "")
-            + f", ssim {ssim[0]:.4f}")
+            + f" {ratio_text(mse[0], baselines)}, ssim {ssim[0]:.4f}")
         lines.append(f"  {row['cell']:9s} {row['role']:9s} n={row['n']}  {text}  "
                      f"[{row['source']}]")
     lines += [f"note: {n}" for n in summary["notes"]]

@@ -12,7 +12,7 @@ import torch
 from hpo_vidpred import archs
 from hpo_vidpred.cli import main
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.fixed import fixed_params, plan_fixed, run_fixed
+from hpo_vidpred.jobs.fixed import fixed_params, plan_fixed, run_fixed
 
 STUDY = "fixed-autoencoder-mmnist-convlstm"
 

@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.storage import (
+from hpo_vidpred.store import (
     artifact_dir,
     mask_url,
     normalize_url,

@@ -1,20 +1,18 @@
-"""Studies: samplers, pruners, the study plan, the spec check on resume, the objective, the summary.
+"""``hpo run``'s study: samplers, pruners, the plan, the objective and the summary.
 
 ``hpo run`` (DESIGN sections 3 and 8) resolves a :class:`~hpo_vidpred.specs.StudySpec` into a
 :class:`StudyPlan` -- the validated search space and the budgeted data, model and training specs --
-before anything runs. :func:`open_study` creates the Optuna study or, when the name exists, checks
-that it was created with the same plan (else one line saying what differs). Each trial samples the
-space, becomes a :class:`ModelSpec` + :class:`TrainSpec`, is trained by
-:func:`hpo_vidpred.train.train_and_evaluate` and ends as an :class:`Outcome`. The worker pool that
-drives trials lives in :mod:`hpo_vidpred.workers`.
+before anything runs. The study is created or reopened with :func:`open_search_study` (one spec
+check, :func:`hpo_vidpred.store.records.open_record`). Each trial samples the space, becomes a
+:class:`ModelSpec` + :class:`TrainSpec`, is trained by :func:`hpo_vidpred.train.train_and_evaluate`
+and ends as an :class:`Outcome` (:class:`TrainObjective`). The worker pool that drives trials
+lives in :mod:`hpo_vidpred.jobs.workers`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import subprocess
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
@@ -23,28 +21,38 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from . import __version__
-from .errors import HpoError
-from .paths import studies_file
-from .registry import Registry
-from .search_space import SearchSpace, load_search_space
-from .specs import DataSpec, ModelSpec, StudySpec, TrainSpec, to_dict
+from .. import archs, budgets
+from .. import data as data_mod
+from ..cells import CELLS
+from ..errors import HpoError
+from ..paths import studies_file
+from ..registry import Registry
+from ..search_space import SearchSpace, load_search_space
+from ..specs import DataSpec, ModelSpec, StudySpec, TrainSpec, to_dict, to_record
+from ..store import mask_url
+from ..store.records import (
+    open_record,
+    ratio_text,
+    retried_numbers,
+    study_baselines,
+    trial_counts,
+)
 
 __all__ = [
     "PRUNERS",
     "SAMPLERS",
     "Outcome",
     "StudyPlan",
+    "TrainObjective",
+    "eta_line",
     "format_summary",
     "make_pruner",
     "make_sampler",
-    "open_study",
+    "open_search_study",
     "plan_study",
     "summarize",
-    "train_trial",
-    "trial_counts",
 ]
 
 # --------------------------------------------------------------------------- samplers / pruners
@@ -114,7 +122,7 @@ def _no_pruner(train: TrainSpec) -> optuna.pruners.BasePruner:
 
 
 def make_sampler(plan: StudyPlan, worker_seed: int) -> optuna.samplers.BaseSampler:
-    """The plan's sampler, seeded for one worker (see :mod:`hpo_vidpred.workers`)."""
+    """The plan's sampler, seeded for one worker (see :mod:`hpo_vidpred.jobs.workers`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return SAMPLERS.get(plan.spec.sampler)(plan.spec.seed, worker_seed, N_STARTUP)
@@ -148,8 +156,6 @@ class StudyPlan:
     def trial_specs(self, values: Mapping[str, Any], number: int,
                     device: str = "auto") -> tuple[ModelSpec, TrainSpec]:
         """The model and training specs of trial ``number`` with sampled ``values``, budgeted."""
-        from . import budgets
-
         data, model, train = self.raw
         model, train = self.space.apply(values, model, train)
         train = dataclasses.replace(train, seed=self.spec.seed + number, device=device)
@@ -158,18 +164,9 @@ class StudyPlan:
 
     def record(self) -> dict[str, Any]:
         """What the study stores as its spec and compares when it is continued (JSON-safe)."""
-        study = to_dict(self.spec)
-        for volatile in ("name", "search_space", "data_dir", "seed"):
-            study.pop(volatile)
-        data = to_dict(self.data)
-        data.pop("root")  # another machine may keep the data elsewhere
-        train = to_dict(self.train)
-        for volatile in ("seed", "device"):
-            train.pop(volatile)
-        return json.loads(json.dumps({
-            "study": study, "search_space": self.space.to_dict(), "data": data,
-            "model": to_dict(self.model), "train": train,
-        }))
+        return {"study": to_record(self.spec), "search_space": self.space.to_dict(),
+                "data": to_record(self.data), "model": to_record(self.model),
+                "train": to_record(self.train)}
 
 
 def plan_study(spec: StudySpec) -> StudyPlan:
@@ -177,14 +174,11 @@ def plan_study(spec: StudySpec) -> StudyPlan:
 
     Every problem is a one-line :class:`HpoError`.
     """
-    from . import archs, budgets
-    from . import data as data_mod
-    from .cells import CELLS
-
     archs.ARCHS.get(spec.arch)
     data_mod.DATASETS.get(spec.data)
     SAMPLERS.get(spec.sampler)
     PRUNERS.get(spec.pruner)
+    budgets.get(spec.budget)
     if spec.cell:
         CELLS.get(spec.cell)
     source = Path(spec.search_space) if spec.search_space else studies_file(f"{spec.arch}.yaml")
@@ -207,70 +201,15 @@ def _first_choice(space: SearchSpace, name: str) -> Any:
     return param.choices[0] if param is not None and param.choices else space.fixed.get(name)
 
 
-# --------------------------------------------------------------------------- the study
-def open_study(plan: StudyPlan, storage: optuna.storages.RDBStorage,
-               sampler: optuna.samplers.BaseSampler | None = None,
-               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    """Create the plan's study, or load it when it exists and was made with the same plan.
-
-    A study of that name with another spec is refused: one line naming what differs (at most
-    three keys) and how to proceed. The caller holds :func:`hpo_vidpred.storage.study_lock`.
-    """
-    record = plan.record()
-    try:
-        study = optuna.load_study(study_name=plan.name, storage=storage, sampler=sampler,
-                                  pruner=pruner)
-    except KeyError:
-        study = optuna.create_study(study_name=plan.name, storage=storage, sampler=sampler,
-                                    pruner=pruner, direction="minimize")
-        from . import budgets
-
-        for key, value in {"spec": record, "kind": "search", "objective": "val_mse",
-                           "budget": budgets.describe(plan.spec.budget, *plan.raw),
-                           "package_version": __version__, "git_commit": git_commit()}.items():
-            study.set_user_attr(key, value)
-        return study
-    stored = study.user_attrs.get("spec")
-    if stored is None:
-        raise HpoError(f"study {plan.name!r} exists but was not made by 'hpo run'; pick another "
-                       "name with --study NAME")
-    differences = _differences(stored, record)
-    if differences:
-        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
-        raise HpoError(
-            f"study {plan.name!r} exists with a different spec ({shown}); rerun with the "
-            f"original settings to continue it, or start a new study with --study NAME")
-    return study
-
-
-def _differences(old: Any, new: Any, path: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        # In the record's order: what the user set (study, search space) before what follows.
-        for key in list(new) + [k for k in old if k not in new]:
-            sub = f"{path}.{key}" if path else str(key)
-            out += _differences(old.get(key, "<unset>"), new.get(key, "<unset>"), sub)
-        return out
-    return [] if old == new else [f"{path}: {_short(old)} -> {_short(new)}"]
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def git_commit() -> str:
-    """The package's git commit (``+dirty`` with uncommitted changes), or ``unknown``."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, timeout=5,
-                               check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
+def open_search_study(plan: StudyPlan, storage: Any, sampler: Any = None,
+                      pruner: Any = None) -> optuna.Study:
+    """Create the plan's study, or load it when it exists and was made with the same plan (the
+    caller holds :func:`hpo_vidpred.store.study_lock`)."""
+    return open_record(
+        storage, plan.name, "search", plan.record(),
+        budget=budgets.describe(plan.spec.budget, *plan.raw), sampler=sampler, pruner=pruner,
+        fix="rerun with the original settings to continue it, or start a new study with "
+            "--study NAME")
 
 
 # --------------------------------------------------------------------------- the objective
@@ -295,43 +234,61 @@ _ENDINGS: dict[str, tuple[TrialState, str]] = {
 }
 
 
-def train_trial(trial: optuna.Trial, plan: StudyPlan, device: str,
-                artifact_store: Any = None) -> Outcome:
-    """The study objective: sample, build, train, record; one trial of the plan.
+class TrainObjective:
+    """The real objective: sample, build, train, record; the data is loaded once per process.
 
-    Records the effective specs and ``TrainResult.user_attrs()`` on the trial, and a prediction
-    strip (input | true future | predicted future) in ``artifact_store``. Never raises for a
-    trial that went wrong: a diverged, out-of-memory or invalid configuration ends as FAIL.
+    A worker calls :meth:`prepare` once (or :meth:`check`, which loads nothing, before a
+    multi-worker study is created), :meth:`baselines` once, then the objective per trial.
     """
-    from . import archs
-    from . import data as data_mod
-    from . import train as train_mod
 
-    values = plan.space.sample(trial)
-    model_spec, train_spec = plan.trial_specs(values, trial.number, device)
-    trial.set_user_attr("model_spec", to_dict(model_spec))
-    trial.set_user_attr("train_spec", to_dict(train_spec))
-    data = data_mod.load(plan.data, train_mod.resolve_device(device))
-    train_mod.seed_everything(train_spec.seed)  # initial weights repeat (hpo fixed --config)
-    try:
-        model = archs.create_model(model_spec)
-    except HpoError as exc:  # a sampled combination the architecture rejects
-        return Outcome(TrialState.FAIL, reason=f"invalid configuration: {exc}")
-    result = train_mod.train_and_evaluate(model, data, train_spec, trial=trial,
-                                          data_spec=plan.data)
-    for key, value in result.user_attrs().items():
-        trial.set_user_attr(key, value)
-    if artifact_store is not None and result.best_epoch > 0:
-        _upload_strip(trial, model, data, plan.data, artifact_store)
-    state, reason = _ENDINGS[result.stop_reason]
-    value = result.best_val_mse if state == TrialState.COMPLETE else None
-    return Outcome(state, value=value, epochs=result.epochs,
-                   reason=reason.format(epochs=result.epochs, device=result.device))
+    def check(self, plan: StudyPlan) -> None:
+        """Fail with one line if the data is missing, without loading it (``data info``)."""
+        data_mod.info(plan.data)
+
+    def prepare(self, plan: StudyPlan, device: str) -> None:
+        data_mod.load(plan.data, device)
+
+    def baselines(self, plan: StudyPlan, device: str) -> dict[str, Any]:
+        """The trivial predictors on the validation split (what the study records)."""
+        from ..metrics import split_baselines
+
+        return split_baselines(data_mod.load(plan.data, device), "val",
+                               plan.train.val_batch_size)
+
+    def __call__(self, trial: optuna.Trial, plan: StudyPlan, device: str, artifact_store: Any,
+                 eta: Callable[[float], None] | None = None) -> Outcome:
+        """One trial. Records the effective specs and the training result's attributes, and a
+        prediction strip (input | true future | predicted future) in ``artifact_store``. Never
+        raises for a trial that went wrong: diverged, out of memory or an invalid configuration
+        end as FAIL."""
+        from .. import train as train_mod
+        from ..devices import seed_everything
+
+        values = plan.space.sample(trial)
+        model_spec, train_spec = plan.trial_specs(values, trial.number, device)
+        trial.set_user_attr("model_spec", to_dict(model_spec))
+        trial.set_user_attr("train_spec", to_dict(train_spec))
+        data = data_mod.load(plan.data, device)
+        seed_everything(train_spec.seed)  # initial weights repeat (hpo fixed --config)
+        try:
+            model = archs.create_model(model_spec)
+        except HpoError as exc:  # a sampled combination the architecture rejects
+            return Outcome(TrialState.FAIL, reason=f"invalid configuration: {exc}")
+        result = train_mod.train_and_evaluate(model, data, train_spec, trial=trial,
+                                              data_spec=plan.data, eta=eta)
+        for key, value in result.user_attrs().items():
+            trial.set_user_attr(key, value)
+        if artifact_store is not None and result.best_epoch > 0:
+            _upload_strip(trial, model, data, plan.data, artifact_store)
+        state, reason = _ENDINGS[result.stop_reason]
+        value = result.best_val_mse if state == TrialState.COMPLETE else None
+        return Outcome(state, value=value, epochs=result.epochs,
+                       reason=reason.format(epochs=result.epochs, device=result.device))
 
 
 def _upload_strip(trial: optuna.Trial, model: Any, data: Any, data_spec: DataSpec,
                   artifact_store: Any) -> None:
-    from .strip import prediction_strip
+    from ..strip import prediction_strip
 
     image = prediction_strip(model, data, data_spec)
     with tempfile.TemporaryDirectory() as tmp:
@@ -342,37 +299,24 @@ def _upload_strip(trial: optuna.Trial, model: Any, data: Any, data_spec: DataSpe
     trial.set_user_attr("prediction_artifact", artifact_id)
 
 
-# --------------------------------------------------------------------------- counting / summary
-def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
-    """Numbers of failed trials that were queued again (their worker died or was interrupted)."""
-    return {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+def eta_line(seconds: float, budget: str, device: str) -> str:
+    """The one line that warns of a long run: ``about 8 h per trial at budget seed on cpu``."""
+    minutes = seconds / 60
+    length = f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.0f} min"
+    hint = ("; --budget small is the CPU demo" if device.startswith("cpu") and budget != "small"
+            else "")
+    return f"note: about {length} per trial at budget {budget} on {device}{hint}"
 
 
-def trial_counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    """Trials by state. ``finished`` is what ``--trials`` counts: COMPLETE + PRUNED + FAIL, except
-    failures that were re-queued (their retry counts instead); ``retried`` counts those."""
-    retried = retried_numbers(trials)
-    counts = {name: 0 for name in ("complete", "pruned", "failed", "running", "waiting",
-                                   "retried")}
-    key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
-           TrialState.FAIL: "failed", TrialState.RUNNING: "running",
-           TrialState.WAITING: "waiting"}
-    for t in trials:
-        name = "retried" if t.state == TrialState.FAIL and t.number in retried else key[t.state]
-        counts[name] += 1
-    counts["finished"] = counts["complete"] + counts["pruned"] + counts["failed"]
-    return counts
-
-
+# --------------------------------------------------------------------------- summary
 def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float,
               ran: int, notes: list[str] | None = None) -> dict[str, Any]:
     """The end-of-run summary (what ``--json`` prints)."""
-    from .storage import mask_url
-
     trials = study.get_trials(deepcopy=False)
     retried = retried_numbers(trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = min(complete, key=lambda t: t.value) if complete else None
+    best = min(complete, key=lambda t: (t.value, t.number)) if complete else None
+    baselines = study_baselines(study.user_attrs)
     return {
         "study": study.study_name,
         "storage": mask_url(storage_url),
@@ -383,7 +327,11 @@ def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float
         "best": None if best is None else {
             "number": best.number, "value": best.value, "params": best.params,
             "cell": best.user_attrs.get("model_spec", {}).get("cell"),
+            "val_ssim": best.user_attrs.get("val_ssim"),
         },
+        "baselines": None if baselines is None else {
+            name: baselines[name]["mse"] for name in ("black", "copy_last", "mean_input")
+            if name in baselines},
         "failures": [{"number": t.number,
                       "reason": t.user_attrs.get("fail_reason", "its worker stopped (no heartbeat)")}
                      for t in trials if t.state == TrialState.FAIL and t.number not in retried],
@@ -405,7 +353,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines.append("best: none yet (no complete trial)")
     else:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()) or "-"
-        lines.append(f"best val_mse {best['value']:.6g} (trial {best['number']}): {params}")
+        baselines = {k: {"mse": v} for k, v in (summary.get("baselines") or {}).items()}
+        ratios = ratio_text(best["value"], baselines)
+        lines.append(f"best val_mse {best['value']:.6g}{' ' + ratios if ratios else ''} "
+                     f"(trial {best['number']}): {params}")
     by_reason: dict[str, list[int]] = {}
     for failure in summary["failures"]:
         by_reason.setdefault(failure["reason"], []).append(failure["number"])

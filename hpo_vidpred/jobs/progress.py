@@ -8,65 +8,61 @@ from typing import Any
 
 import optuna
 
-from .storage import mask_url
-from .study import trial_counts
+from ..store import mask_url
+from ..store.records import trial_counts
+from ..ui import Bar
 
 __all__ = ["StudyProgress"]
 
 
 class StudyProgress:
-    """A line per finished trial and an overall bar (finished / target) on stderr."""
+    """A line per finished trial and an overall bar (finished / target) on stderr; the first
+    long-run warning of any worker (``eta`` events) is printed once and kept in :attr:`notes`."""
 
     def __init__(self, enabled: bool, study: optuna.Study, target: int, workers: int,
                  devices: list[str], storage_url: str) -> None:
-        self.enabled, self.study, self.target = enabled, study, target
+        self.study, self.target = study, target
         self._header = (f"study {study.study_name} on {mask_url(storage_url)}: {workers} "
                         f"worker(s) on {', '.join(devices)}, target {target} finished trials")
-        self._bar: Any = None
-        self._task: Any = None
+        self._bar = Bar(enabled, "{task.fields[counts]}")
         self._last = 0.0
         self.ended = 0  # trials this run's workers finished (shown or not)
+        self.notes: list[str] = []  # said once, and repeated in the summary
 
     def __enter__(self) -> StudyProgress:
-        if self.enabled:
-            from rich import progress as rp
-            from rich.console import Console
-
-            self._bar = rp.Progress(rp.TextColumn("trials"), rp.BarColumn(),
-                                    rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[counts]}"),
-                                    rp.TimeElapsedColumn(), console=Console(stderr=True))
-            self._bar.start()
-            self._bar.console.print(self._header)
-            self._task = self._bar.add_task("", total=self.target, counts="")
-            self.refresh(force=True)
+        self._bar.__enter__()
+        self._bar.print(self._header)
+        self._bar.add(self.target, "trials", counts="")
+        self.refresh(force=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self.refresh(force=True)
-            self._bar.stop()
+        self.refresh(force=True)
+        self._bar.__exit__(*exc)
 
-    def event(self, event: dict) -> None:
+    def event(self, event: dict[str, Any]) -> None:
+        if event["event"] == "eta":
+            if not self.notes:
+                self.notes.append(event["line"])
+                self._bar.print(event["line"])
+            return
         if event["event"] != "end":
             return
         self.ended += 1
-        if self._bar is None:
-            return
         value = f"val_mse {event['value']:.5g}" if event["value"] is not None else ""
         what = {"COMPLETE": f"complete  {value}", "PRUNED": event["reason"] or "pruned",
                 "FAIL": f"failed: {event['reason']}"}[event["state"]]
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in event["params"].items())
-        self._bar.console.print(f"trial {event['number']:>3} {what}  [{event['seconds']:.1f} s, "
-                                f"worker {event['worker']}, {event['device']}]  {params}",
-                                highlight=False, markup=False, soft_wrap=True)
+        self._bar.print(f"trial {event['number']:>3} {what}  [{event['seconds']:.1f} s, "
+                        f"worker {event['worker']}, {event['device']}]  {params}")
         self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:
-        if self._bar is None or (not force and time.time() - self._last < 2.0):
+        if not self._bar.enabled or (not force and time.time() - self._last < 2.0):
             return
         self._last = time.time()
         counts = trial_counts(self.study.get_trials(deepcopy=False))
-        self._bar.update(self._task, completed=min(counts["finished"], self.target),
+        self._bar.update(completed=min(counts["finished"], self.target),
                          counts=f"{counts['complete']} complete, {counts['pruned']} pruned, "
                                 f"{counts['failed']} failed, {counts['running']} running")

@@ -9,17 +9,21 @@ import math
 import re
 from typing import Any, Mapping, Optional, Sequence
 
+import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from .export import study_budget
-from .report_tables import SearchStudy, Store, Table, compute_hours, fmt_int, num
-from .search_space import TRAIN_KEYS
-from .study import trial_counts
+from ..search_space import TRAIN_KEYS
+from ..store.records import TRIVIAL, judge, study_budget, trial_counts
+from .collect import SearchStudy, Store, compute_hours
+from .tables import NO_BASELINES, Table, fmt, fmt_int, not_learned, num, verdict_cells
 
 __all__ = ["EDGE_SHARE", "edge_warnings", "outcome_shares", "best_config_table",
            "studies_table", "study_tables"]
 
 EDGE_SHARE = 0.05  # the outer share of a float range that counts as its edge
+_SKILL = ("skill = 1 - val_mse / the best trivial predictor's val_mse (black, copy-last, "
+          "mean-input, scored on the same validation frames); NOT LEARNED: not at least 10% "
+          "below it; '-': no baselines recorded")
 
 
 def edge_warnings(space: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
@@ -67,45 +71,54 @@ def outcome_shares(trials: Sequence[FrozenTrial]) -> dict[str, Any]:
 
 
 def best_config_table(store: Store) -> Optional[Table]:
-    """The best complete trial per search study and cell."""
-    rows = []
+    """The best complete trial per search study and cell, with its skill against the study's
+    trivial predictors on the validation split."""
+    rows, notes = [], []
     for s in store.search:
         for cell, t in s.best_per_cell().items():
             params = ", ".join(f"{k}={num(v)}" for k, v in t.params.items())
             rows.append([s.field("data"), s.field("arch"), str(cell), s.name, str(t.number),
-                         f"{t.value:.4g}", fmt_int(t.user_attrs.get("n_params")), params])
+                         f"{t.value:.4g}", *verdict_cells(t.value, s.baselines),
+                         fmt_int(t.user_attrs.get("n_params")), params])
+            line = not_learned(f"{s.name} {cell} trial {t.number}", t.value, s.baselines)
+            notes += [line] if line else []
     if not rows:
         return None
+    if any(s.baselines is None for s in store.search):
+        notes.append(f"{NO_BASELINES}: " + ", ".join(s.name for s in store.search
+                                                     if s.baselines is None))
     return Table("best-configurations", "Best configurations (validation split)",
-                 ["data", "arch", "cell", "study", "trial", "val_mse", "params", "sampled values"],
-                 rows, f"hpo export --study STUDY --per-cell --storage {store.url}",
+                 pd.DataFrame(rows, columns=["data", "arch", "cell", "study", "trial", "val_mse",
+                                             "skill", "learned", "params", "sampled values"]),
+                 f"hpo export --study STUDY --per-cell --storage {store.url}",
                  ["params: trainable parameters of the trained network (widths capped by the "
-                  "budget where it caps them); sampled values as the sampler chose them"],
-                 section="studies")
+                  "budget where it caps them); sampled values as the sampler chose them",
+                  _SKILL] + notes, section="studies")
 
 
 def studies_table(store: Store) -> Optional[Table]:
-    """One row per search study: budget, sampler, pruner, outcomes, compute, best value."""
+    """One row per search study: budget, sampler, pruner, outcomes, compute, best value and its
+    skill against the study's trivial predictors (validation split)."""
     rows = []
     for s in store.search:
         o = outcome_shares(s.trials)
         cpu, gpu = compute_hours(s.trials)
-        best = min((t.value for t in s.trials if t.state == TrialState.COMPLETE),
-                   default=None)
+        best = min((t.value for t in s.trials if t.state == TrialState.COMPLETE
+                    and t.value is not None), default=None)
         rows.append([s.name, s.field("cell") or "searched", s.field("budget"),
                      s.field("sampler"), s.field("pruner"), str(o["finished"]),
                      str(o["complete"]), f"{o['pruned_pct']:.0f}%", f"{o['failed_pct']:.0f}%",
-                     f"{o['diverged_pct']:.0f}%", f"{cpu:.3f}", f"{gpu:.3f}",
-                     "-" if best is None else f"{best:.4g}"])
+                     f"{o['diverged_pct']:.0f}%", f"{cpu:.3f}", f"{gpu:.3f}", fmt(best, ".4g"),
+                     *verdict_cells(best, s.baselines)])
     if not rows:
         return None
-    return Table("studies", "Search studies: outcomes and compute", [
+    return Table("studies", "Search studies: outcomes and compute", pd.DataFrame(rows, columns=[
         "study", "cell", "budget", "sampler", "pruner", "finished", "complete", "pruned",
-        "failed", "diverged", "CPU h", "GPU h", "best val_mse"], rows,
+        "failed", "diverged", "CPU h", "GPU h", "best val_mse", "skill", "learned"]),
         "hpo run --arch ARCH --data DATA [--cell CELL] --trials N --budget B (per study: its "
         "section below)",
-        ["shares of finished trials; diverged trials are failed trials with a non-finite loss"],
-        section="studies")
+        ["shares of finished trials; diverged trials are failed trials with a non-finite loss",
+         _SKILL], section="studies")
 
 
 def _describe_param(p: Mapping[str, Any]) -> str:
@@ -131,7 +144,7 @@ def study_tables(store: Store, s: SearchStudy) -> list[Table]:
     if "cell" not in searched:
         pinned = s.field("cell") or spec["model"]["cell"]
         rows.append(["cell", "scientific", f"fixed in this study: {pinned}", "", ""])
-    notes: list[str] = []
+    notes = _skill_notes(s, best)
     for name, p in space["params"].items():
         values = []
         for cell, t in best.items():
@@ -172,5 +185,24 @@ def study_tables(store: Store, s: SearchStudy) -> list[Table]:
               "the scientific ones are compared at their best; fixed: held constant (training "
               "length and evaluation sizes come from the budget)"]
     return [Table(f"study-{s.name}", f"Study {s.name}: hyperparameters",
-                  ["hyperparameter", "role", "values", "best (per cell)", "edge"], rows,
+                  pd.DataFrame(rows, columns=["hyperparameter", "role", "values",
+                                              "best (per cell)", "edge"]),
                   s.command(store.url), notes, section=s.name)]
+
+
+def _skill_notes(s: SearchStudy, best: Mapping[str, FrozenTrial]) -> list[str]:
+    """Per cell: the best val_mse against the trivial predictors on the validation split."""
+    if s.baselines is None:
+        return [f"best val_mse: {NO_BASELINES}"]
+    split = s.baselines.get("split", "val")
+    out = []
+    for cell, t in best.items():
+        v = judge(t.value, s.baselines)
+        line = not_learned(f"{cell} best, trial {t.number}, val_mse {t.value:.4g}", t.value,
+                           s.baselines)
+        out.append(line or (
+            f"{cell} best, trial {t.number}: val_mse {t.value:.4g}, skill {fmt(v['skill'], '.3g')} "
+            f"against the trivial predictors on the {split} split (= " + ", ".join(
+                f"{r:.2f}x {TRIVIAL[n]}" for n, r in v["ratios"].items()
+                if r is not None) + ")"))
+    return out

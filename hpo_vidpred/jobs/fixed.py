@@ -15,7 +15,6 @@ with other specs (another budget, say) is refused with the differences named.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
@@ -24,13 +23,15 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from . import __version__
-from .budgets import describe, dict_changes
-from .errors import HpoError
-from .specs import DataSpec, ModelSpec, TrainSpec, to_dict
+from .. import archs, budgets
+from .. import data as datasets
+from ..specs import DataSpec, ModelSpec, TrainSpec, to_dict, to_record
+from ..store import mask_url, normalize_url, open_storage
+from ..store.records import open_record, ratio_text
+from .search import eta_line
 
-__all__ = ["FIXED_TRAIN", "FixedPlan", "plan_fixed", "run_fixed", "fixed_params",
-           "format_summary"]
+__all__ = ["FIXED_TRAIN", "FixedPlan", "plan_fixed", "run_fixed", "train_fixed",
+           "fixed_params", "format_summary"]
 
 # The seed's optimizer settings (slides: Adam, lr 1e-3, StepLR x0.1 after epochs / 2).
 FIXED_TRAIN = {"lr": 1e-3, "schedule": "step_half"}
@@ -57,16 +58,18 @@ class FixedPlan:
     def record(self) -> dict[str, Any]:
         """The study's spec, compared when the study exists (JSON-safe; no seed, device or data
         root, which may differ between repeats)."""
-        data = to_dict(self.data)
-        data.pop("root")
-        train = to_dict(self.train)
-        for volatile in ("seed", "device"):
-            train.pop(volatile)
-        return json.loads(json.dumps({
-            "fixed": {"arch": self.arch, "data": self.data_name, "cell": self.cell,
-                      "budget": self.budget},
-            "data": data, "model": to_dict(self.model), "train": train,
-        }))
+        return {"fixed": {"arch": self.arch, "data": self.data_name, "cell": self.cell,
+                          "budget": self.budget},
+                "data": to_record(self.data), "model": to_record(self.model),
+                "train": to_record(self.train)}
+
+    def open(self, storage: Any, create: bool) -> Optional[optuna.Study]:
+        """The plan's study after the spec check (``create=False``: None if there is none)."""
+        return open_record(storage, self.study_name, "fixed", self.record(),
+                           budget=self.budget_changes, create=create,
+                           pruner=optuna.pruners.NopPruner(),
+                           fix="rerun with the original settings to add a trial, or record this "
+                               "one in another store with --storage URL")
 
 
 def plan_fixed(arch: str, data: str, cell: str, budget: str = "seed", *,
@@ -75,9 +78,6 @@ def plan_fixed(arch: str, data: str, cell: str, budget: str = "seed", *,
 
     Every bad name is a one-line :class:`HpoError` listing the valid ones.
     """
-    from . import archs, budgets
-    from . import data as datasets
-
     overrides = {"root": data_dir} if data_dir else {}
     data_spec = datasets.default_spec(data, **overrides)
     model_spec = archs.fixed_spec(arch, data, cell, channels=data_spec.channels)
@@ -87,7 +87,7 @@ def plan_fixed(arch: str, data: str, cell: str, budget: str = "seed", *,
     after = budgets.apply(budget, *before, fixed_model=True)
     return FixedPlan(arch=arch, data_name=data, cell=cell, budget=budget, data=after[0],
                      model=after[1], train=after[2],
-                     budget_changes=describe(budget, *before, fixed_model=True))
+                     budget_changes=budgets.describe(budget, *before, fixed_model=True))
 
 
 def fixed_params(model: ModelSpec, train: TrainSpec) -> dict[str, Any]:
@@ -103,41 +103,6 @@ def fixed_params(model: ModelSpec, train: TrainSpec) -> dict[str, Any]:
     return params
 
 
-def _existing_study(plan: FixedPlan, storage: optuna.storages.BaseStorage
-                    ) -> Optional[optuna.Study]:
-    """The plan's study if the store has it, after checking it was made with the same spec."""
-    try:
-        study = optuna.load_study(study_name=plan.study_name, storage=storage,
-                                  pruner=optuna.pruners.NopPruner())
-    except KeyError:
-        return None
-    stored = study.user_attrs.get("spec")
-    if stored is None:
-        raise HpoError(f"study {plan.study_name!r} exists but was not made by 'hpo fixed'; use "
-                       "another store with --storage URL")
-    differences = dict_changes(stored, plan.record())
-    if differences:
-        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
-        raise HpoError(
-            f"study {plan.study_name!r} exists with a different spec ({shown}); rerun with the "
-            "original settings to add a trial, or record this one in another store with "
-            "--storage URL")
-    return study
-
-
-def _create_study(plan: FixedPlan, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    from .study import git_commit
-
-    study = optuna.create_study(study_name=plan.study_name, storage=storage, load_if_exists=True,
-                                direction="minimize", pruner=optuna.pruners.NopPruner())
-    if "spec" not in study.user_attrs:  # not made by a concurrent run in the meantime
-        for key, value in {"spec": plan.record(), "budget": dict(plan.budget_changes),
-                           "kind": "fixed", "objective": "val_mse",
-                           "package_version": __version__, "git_commit": git_commit()}.items():
-            study.set_user_attr(key, value)
-    return study
-
-
 def run_fixed(plan: FixedPlan, storage: Optional[str] = None, *, progress: bool = True,
               log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Train ``plan`` and record it as one trial of study ``plan.study_name``.
@@ -145,19 +110,29 @@ def run_fixed(plan: FixedPlan, storage: Optional[str] = None, *, progress: bool 
     Returns the summary (what ``--json`` prints). A run that diverges or runs out of memory before
     any epoch validated is recorded as a FAIL trial with its reason, not raised.
     """
-    from . import archs
-    from . import data as datasets
-    from .checkpoint import checkpoint_path
-    from .storage import mask_url, normalize_url, open_storage
-    from .train import resolve_device, seed_everything, train_and_evaluate
-
     url = normalize_url(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
     store = open_storage(url)
-    study = _existing_study(plan, store)  # refuse another spec before loading anything
-    device = resolve_device(plan.train.device)
-    data = datasets.load(plan.data, device)  # missing data: an error, and no empty study left
-    study = study or _create_study(plan, store)
+    plan.open(store, create=False)  # refuse another spec before loading anything
+    data = datasets.load(plan.data, plan.train.device)  # missing data: an error, no empty study
+    return train_fixed(plan, store, data, mask_url(url), progress=progress, log=log)
+
+
+def train_fixed(plan: FixedPlan, store: Any, data: Any, storage_label: str, *,
+                progress: bool = True, log: Callable[[str], None] = lambda line: None
+                ) -> dict[str, Any]:
+    """:func:`run_fixed` on an open store with the plan's data loaded (``hpo compare`` trains
+    its fixed retrains this way, with the store and data it has open)."""
+    from ..checkpoint import checkpoint_path
+    from ..devices import seed_everything
+    from ..metrics import split_baselines
+    from ..train import train_and_evaluate
+
+    device = data.device
+    study = plan.open(store, create=True)
+    if "baselines" not in study.user_attrs:
+        study.set_user_attr("baselines", split_baselines(data, "val", plan.train.val_batch_size))
+    baselines = study.user_attrs["baselines"]
     seed_everything(plan.train.seed)  # the initial weights repeat too
     model = archs.create_model(plan.model)
     params = fixed_params(plan.model, plan.train)
@@ -170,9 +145,10 @@ def run_fixed(plan: FixedPlan, storage: Optional[str] = None, *, progress: bool 
         f"{plan.train.steps_per_epoch} steps, batch {plan.train.batch_size}, "
         f"{plan.data.height}x{plan.data.width}, {plan.data.n_in} -> {plan.data.n_out})")
     try:
-        result = train_and_evaluate(model, data, plan.train, trial=trial, progress=progress,
-                                    checkpoint_path=path, model_spec=plan.model,
-                                    data_spec=plan.data)
+        result = train_and_evaluate(
+            model, data, plan.train, trial=trial, progress=progress, checkpoint_path=path,
+            model_spec=plan.model, data_spec=plan.data,
+            eta=lambda s: log(eta_line(s, plan.budget, str(device))))
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
         raise
@@ -188,12 +164,14 @@ def run_fixed(plan: FixedPlan, storage: Optional[str] = None, *, progress: bool 
         study.tell(trial, state=TrialState.FAIL)
     return {
         "study": plan.study_name,
-        "storage": mask_url(url),
+        "storage": storage_label,
         "trial": trial.number,
         "state": "COMPLETE" if math.isfinite(result.best_val_mse) else "FAIL",
         "params": params,
         "checkpoint": str(path) if saved else None,
         "budget": dict(plan.budget_changes),
+        "baselines": {name: baselines[name]["mse"] for name in ("black", "copy_last",
+                                                                 "mean_input")},
         **result.summary(),
     }
 
@@ -205,8 +183,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     if summary["best_val_mse"] is None:
         lines.append("no epoch validated")
     else:
-        lines.append(f"best val_mse {summary['best_val_mse']:.6g} at epoch {summary['best_epoch']}"
-                     f" (ssim {summary['val_ssim']:.4f}, psnr {summary['val_psnr']:.2f} dB)")
+        ratios = ratio_text(summary["best_val_mse"],
+                            {k: {"mse": v} for k, v in summary["baselines"].items()})
+        lines.append(f"best val_mse {summary['best_val_mse']:.6g} {ratios} at epoch "
+                     f"{summary['best_epoch']} (ssim {summary['val_ssim']:.4f}, psnr "
+                     f"{summary['val_psnr']:.2f} dB)")
     step_ms = "-" if summary["step_ms"] is None else f"{summary['step_ms']:.1f}"
     lines.append(f"{summary['n_params']:,} parameters, {step_ms} ms/step on {summary['device']}, "
                  f"{summary['train_seconds']:.1f} s")

@@ -20,9 +20,11 @@ from optuna.trial import TrialState
 
 from hpo_vidpred.errors import HpoError
 from hpo_vidpred.specs import StudySpec
-from hpo_vidpred.storage import open_storage
-from hpo_vidpred.study import Outcome, plan_study, trial_counts
-from hpo_vidpred.workers import resolve_devices, run
+from hpo_vidpred.store import open_storage
+from hpo_vidpred.jobs.search import Outcome, plan_study
+from hpo_vidpred.store.records import trial_counts
+from hpo_vidpred.devices import resolve_devices
+from hpo_vidpred.jobs.workers import run
 
 SQLITE = "sqlite:///studies/hpo.db"
 
@@ -39,7 +41,10 @@ class Sleepy:
     def check(self, plan) -> None:
         pass
 
-    def __call__(self, trial, plan, device, artifact_store) -> Outcome:
+    def baselines(self, plan, device) -> None:
+        return None
+
+    def __call__(self, trial, plan, device, artifact_store, eta=None) -> Outcome:
         values = plan.space.sample(trial)
         for epoch in (1, 2):
             time.sleep(self.seconds)
@@ -54,7 +59,7 @@ class Scripted(Sleepy):
         super().__init__(0.0)
         self.errors, self.calls = list(errors), 0
 
-    def __call__(self, trial, plan, device, artifact_store) -> Outcome:
+    def __call__(self, trial, plan, device, artifact_store, eta=None) -> Outcome:
         error = self.errors[self.calls] if self.calls < len(self.errors) else None
         self.calls += 1
         if error is not None:
@@ -250,7 +255,7 @@ def test_no_trial_starts_after_the_timeout() -> None:
 
 
 def test_default_workers_follow_the_device(monkeypatch) -> None:
-    from hpo_vidpred.workers import CPU_MAX_WORKERS, default_workers, resolve_workers
+    from hpo_vidpred.devices import CPU_MAX_WORKERS, default_workers, resolve_workers
 
     for cores, expected in ((1, 1), (2, 2), (16, CPU_MAX_WORKERS)):
         monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
@@ -259,9 +264,9 @@ def test_default_workers_follow_the_device(monkeypatch) -> None:
     # on GPUs: 4 per GPU while there are two cores for each, summed over the GPUs
     import torch
 
-    from hpo_vidpred import train
+    from hpo_vidpred import devices
 
-    monkeypatch.setattr(train, "resolve_device", lambda name: torch.device("cuda", 0))
+    monkeypatch.setattr(devices, "resolve_device", lambda name: torch.device("cuda", 0))
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert default_workers("cuda:0") == 4 and resolve_workers(0, ["cuda:0", "cuda:1"]) == 8
     monkeypatch.setattr(os, "cpu_count", lambda: 4)

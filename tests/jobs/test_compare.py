@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -12,10 +13,11 @@ from smoke_matrix import COMPARE, copy_store, matrix_fixture
 
 from hpo_vidpred import budgets
 from hpo_vidpred.cli import main
-from hpo_vidpred.compare import decode_frames, encode_frames, plan_compare, run_compare
+from hpo_vidpred.jobs.compare import plan_compare, run_compare
+from hpo_vidpred.store.records import decode_frames, encode_frames
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.export import dump_export, export_study
-from hpo_vidpred.storage import open_storage
+from hpo_vidpred.jobs.export import dump_export, export_study
+from hpo_vidpred.store import open_storage
 
 smoke = matrix_fixture()  # the smoke matrix, run once per session
 
@@ -83,8 +85,9 @@ def test_config_file_retrains_exactly_that_configuration(matrix: dict, tmp_path:
 
 def test_frames_survive_the_store_encoding() -> None:
     frames = torch.randint(0, 256, (3, 1, 5, 7), dtype=torch.uint8)
-    assert torch.equal(decode_frames(encode_frames(frames)).mul(255).round().to(torch.uint8),
-                       frames)
+    decoded = decode_frames(encode_frames(frames))  # numpy float32 in [0, 1]
+    assert decoded.dtype == np.float32 and decoded.shape == (3, 1, 5, 7)
+    assert (np.round(decoded * 255).astype(np.uint8) == frames.numpy()).all()
 
 
 def test_missing_studies_and_bad_numbers_are_one_line(capsys, tmp_path: Path) -> None:

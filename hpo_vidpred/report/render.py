@@ -9,36 +9,43 @@ Writes into one folder::
                         intermediate values
     tables.md           every table as Markdown
     tables.tex          every table as LaTeX (booktabs)
-    results.csv         one row per data x arch x cell x role, full precision
-    strips/*.png        test sequence 0: input | truth | fixed | tuned for each cell
+    results.csv         one row per data x arch x cell x role and per trivial predictor (role
+                        ``trivial``), full precision, loadable with ``pandas.read_csv``
+    strips/*.png        test sequence 0: input | truth | copy-last | fixed | tuned for each cell
     plotly.min.js       plotly.js, once, referred to by the pages (no network needed)
     style.css           the pages' style
 
 Reports are generated from the stores, never written by hand (STYLE.md); every table says the
-command that reproduces it; the numbers follow :mod:`hpo_vidpred.report_tables`.
+command that reproduces it; the numbers follow :mod:`hpo_vidpred.report.tables`. Every model is
+set against the trivial predictors its study recorded (skill, "NOT LEARNED"); the report opens
+with the models that did not learn. The tables are DataFrames written with pandas' own writers
+(``to_markdown``, ``Styler.to_latex``, ``to_html``, ``to_csv``).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import html
-import io
 import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from . import __version__
-from .errors import HpoError
-from .report_studies import best_config_table, studies_table, study_tables
-from .report_tables import LABEL, Store, Table, collect, compare_tables, result_rows
+import pandas as pd
+
+from .. import __version__
+from ..errors import HpoError
+from ..store import mask_url, normalize_url, open_storage, sqlite_path
+from .collect import Store, collect
+from .figures import prediction_strip_image, steps_figure, study_figures
+from .studies import best_config_table, studies_table, study_tables
+from .tables import LABEL, Table, compare_tables, result_frame, skill_summary
 
 __all__ = ["write_report", "default_out", "build_tables", "to_markdown", "to_latex", "to_html",
            "to_csv", "PLOTLY_JS", "STYLE_CSS"]
 
 PLOTLY_JS = "plotly.min.js"
 STYLE_CSS = "style.css"
-_BASIC_BUNDLE = Path(__file__).resolve().parent / "assets" / "plotly-basic.min.js"
+_BASIC_BUNDLE = Path(__file__).resolve().parent.parent / "assets" / "plotly-basic.min.js"
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -47,18 +54,19 @@ table{border-collapse:collapse;margin:.5em 0;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f2f2f2} code{background:#f6f6f6;padding:1px 4px;font-size:12px}
 .cmd{font-size:13px} .notes{font-size:13px;color:#444} .label{background:#fff7d6;
-border:1px solid #e8d27a;padding:.6em 1em} .warn{color:#a00} img{max-width:100%;
+border:1px solid #e8d27a;padding:.6em 1em} .warn{color:#a00} .skill{border:1px solid #ccc;
+padding:.6em 1em} .skill li.warn{font-weight:600} img{max-width:100%;
 image-rendering:pixelated;border:1px solid #ddd} .figure{margin:1em 0}
 """
 
 
 # --------------------------------------------------------------------------- tables
-def build_tables(store: Store, rows: Sequence[Mapping[str, Any]]) -> list[Table]:
+def build_tables(store: Store, results: pd.DataFrame) -> list[Table]:
     """Every table of the report, in order."""
     tables: list[Table] = []
     for c in store.compare:
-        mine = [r for r in rows if (r["data"], r["arch"]) == (c.field("data"), c.field("arch"))]
-        if mine:
+        mine = results[results.compare_study == c.name]
+        if (mine.role != "trivial").any():
             tables += compare_tables(store, c, mine)
     tables += [t for t in (best_config_table(store), studies_table(store)) if t is not None]
     for s in store.search:
@@ -67,14 +75,17 @@ def build_tables(store: Store, rows: Sequence[Mapping[str, Any]]) -> list[Table]
 
 
 # --------------------------------------------------------------------------- writers
-def to_markdown(tables: Sequence[Table], heading: str) -> str:
-    """All tables as one Markdown document."""
-    out = [f"# {heading}\n"]
+def _warns(line: str) -> bool:
+    return line.startswith(("WARNING", "NOT LEARNED"))
+
+
+def to_markdown(tables: Sequence[Table], heading: str, summary: Sequence[str] = ()) -> str:
+    """All tables as one Markdown document, opened by the ``summary`` lines."""
+    out = [f"# {heading}\n"] + [f"- {line}" for line in summary] + ([""] if summary else [])
     for t in tables:
-        out += [f"## {t.title}\n", "| " + " | ".join(t.headers) + " |",
-                "|" + "|".join("---" for _ in t.headers) + "|"]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in t.rows]
-        out.append(f"\nReproduce: `{t.command}`\n")
+        frame = t.frame.astype(str).apply(lambda col: col.str.replace("|", "\\|"))
+        out += [f"## {t.title}\n", frame.to_markdown(index=False, disable_numparse=True),
+                f"\nReproduce: `{t.command}`\n"]
         out += [f"- {n}" for n in t.notes] + [""]
     return "\n".join(out)
 
@@ -84,48 +95,42 @@ _TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", 
         "±": r"$\pm$"}
 
 
-def _tex(text: str) -> str:
+def _tex(text: Any) -> str:
     return "".join(_TEX.get(ch, ch) for ch in str(text))
 
 
-def to_latex(tables: Sequence[Table], heading: str) -> str:
+def to_latex(tables: Sequence[Table], heading: str, summary: Sequence[str] = ()) -> str:
     """All tables as LaTeX (``\\input`` into a document that loads booktabs)."""
     out = [f"% {heading}", "% needs \\usepackage{booktabs}", ""]
+    out += [f"% {line}" for line in summary] + ([""] if summary else [])
     for t in tables:
-        out += ["\\begin{table}[ht]", "\\centering", "\\scriptsize",
-                f"\\caption{{{_tex(t.title)}}}", f"\\label{{tab:{t.key}}}",
-                "\\begin{tabular}{" + "l" * len(t.headers) + "}", "\\toprule",
-                " & ".join(_tex(h) for h in t.headers) + " \\\\", "\\midrule"]
-        out += [" & ".join(_tex(c) for c in row) + " \\\\" for row in t.rows]
-        out += ["\\bottomrule", "\\end{tabular}", "",
-                f"\\par\\smallskip Reproduce: \\texttt{{{_tex(t.command)}}}"]
-        out += [f"\\par {_tex(n)}" for n in t.notes] + ["\\end{table}", ""]
+        frame = t.frame.astype(str).map(_tex).rename(columns=_tex)
+        styler = frame.style.hide(axis="index").set_table_styles(
+            [{"selector": "scriptsize", "props": ":;"}], overwrite=False)
+        latex = styler.to_latex(hrules=True, environment="table", position="ht",
+                                position_float="centering", caption=_tex(t.title),
+                                label=f"tab:{t.key}", column_format="l" * frame.shape[1])
+        tail = [f"\\par\\smallskip Reproduce: \\texttt{{{_tex(t.command)}}}"]
+        tail += [f"\\par {_tex(n)}" for n in t.notes]
+        out.append(latex.replace("\\end{table}", "\n".join(tail) + "\n\\end{table}"))
     return "\n".join(out)
 
 
 def to_html(t: Table) -> str:
     """One table as an HTML fragment: title, table, command, notes (warnings in red)."""
     e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in t.headers)
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in t.rows)
-    notes = "".join(f"<li class=\"warn\">{e(n)}</li>" if n.startswith("WARNING") else
-                    f"<li>{e(n)}</li>" for n in t.notes)
-    return (f'<h3 id="{e(t.key)}">{e(t.title)}</h3>\n<table><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>\n<p class=\"cmd\">Reproduce: <code>{e(t.command)}"
-            "</code></p>\n" + (f"<ul class=\"notes\">{notes}</ul>\n" if notes else ""))
+    table = t.frame.to_html(index=False, border=0, escape=True, classes="report").replace(
+        "<td>NOT LEARNED</td>", '<td class="warn">NOT LEARNED</td>')
+    notes = "".join(f"<li class=\"warn\">{e(n)}</li>" if _warns(n) else f"<li>{e(n)}</li>"
+                    for n in t.notes)
+    return (f'<h3 id="{e(t.key)}">{e(t.title)}</h3>\n{table}\n<p class="cmd">Reproduce: '
+            f"<code>{e(t.command)}</code></p>\n"
+            + (f"<ul class=\"notes\">{notes}</ul>\n" if notes else ""))
 
 
-def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """``rows`` as CSV, the union of their keys as columns, full precision, empty for none."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buffer.getvalue()
+def to_csv(results: pd.DataFrame) -> str:
+    """``results`` as CSV: full precision, empty for none (``pandas.read_csv`` reads it back)."""
+    return results.to_csv(index=False, lineterminator="\n")
 
 
 def _page(title: str, body: str) -> str:
@@ -140,24 +145,30 @@ def _figure(fig: Any, div_id: str) -> str:
         config={"displaylogo": False, "responsive": True}) + "</div>")
 
 
+def _summary_html(summary: Sequence[str]) -> str:
+    e = html.escape
+    items = "".join(f"<li class=\"warn\">{e(n)}</li>" if _warns(n) else f"<li>{e(n)}</li>"
+                    for n in summary)
+    return ("<div class=\"skill\"><b>Did the models learn?</b> Each model against the trivial "
+            "predictors (black frames, the last input frame copied, the mean input frame) on "
+            f"the same frames:<ul>{items}</ul></div>") if summary else ""
+
+
 # --------------------------------------------------------------------------- the report
 def default_out(storage_url: str) -> Path:
     """``reports/<store file stem>`` for a SQLite store, else ``reports/report``."""
-    from .storage import sqlite_path
-
     db = sqlite_path(storage_url)
     return Path("reports") / (db.stem if db is not None else "report")
 
 
 def write_report(storage: Optional[str] = None, out: Optional[str | Path] = None,
                  pattern: str = "*", command: Optional[str] = None) -> dict[str, Any]:
-    """Write the report of the studies matching ``pattern`` into ``out``; returns a summary.
+    """Write the report of the studies matching ``pattern`` into ``out``; returns a summary
+    (``rows``: the data x arch x cell x role rows of results.csv, trivial predictors not counted).
 
     ``command`` is shown in the index as what produced the report (default: the equivalent
     ``hpo report`` command).
     """
-    from .storage import mask_url, normalize_url, open_storage
-
     url = normalize_url(storage)
     label = mask_url(url)
     store = collect(open_storage(url, must_exist=True), label, pattern)
@@ -167,21 +178,22 @@ def write_report(storage: Optional[str] = None, out: Optional[str | Path] = None
     folder = Path(out) if out else default_out(url)
     folder.mkdir(parents=True, exist_ok=True)
     command = command or f"hpo report --storage {label} --out {folder} --studies '{pattern}'"
-    rows = result_rows(store)
-    tables = build_tables(store, rows)
+    results = result_frame(store)
+    tables = build_tables(store, results)
+    summary = skill_summary(store, results)
     heading = f"hpo-vidpred report ({label}, studies '{pattern}')"
-    (folder / "results.csv").write_text(to_csv(rows))
-    (folder / "tables.md").write_text(to_markdown(tables, heading) +
+    (folder / "results.csv").write_text(to_csv(results))
+    (folder / "tables.md").write_text(to_markdown(tables, heading, summary) +
                                       f"\nProduced by: `{command}`\n")
-    (folder / "tables.tex").write_text(to_latex(tables, heading) +
+    (folder / "tables.tex").write_text(to_latex(tables, heading, summary) +
                                        f"% produced by: {command}\n")
     _write_plotly(folder)
     (folder / STYLE_CSS).write_text(_CSS.lstrip())
     pages = _study_pages(store, tables, folder)
-    (folder / "index.html").write_text(_index(store, tables, folder, command, pages))
+    (folder / "index.html").write_text(_index(store, tables, summary, folder, command, pages))
     written = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     return {"out": str(folder), "files": written, "search_studies": len(store.search),
-            "comparisons": len(store.compare), "rows": len(rows)}
+            "comparisons": len(store.compare), "rows": int((results.role != "trivial").sum())}
 
 
 def _write_plotly(folder: Path) -> None:
@@ -196,8 +208,6 @@ def _write_plotly(folder: Path) -> None:
 
 def _study_pages(store: Store, tables: Sequence[Table], folder: Path) -> dict[str, str]:
     """One page per search study; returns study name -> file name."""
-    from .report_figures import study_figures
-
     pages = {}
     for s in store.search:
         name = f"study-{s.name}.html"
@@ -210,17 +220,15 @@ def _study_pages(store: Store, tables: Sequence[Table], folder: Path) -> dict[st
     return pages
 
 
-def _index(store: Store, tables: Sequence[Table], folder: Path, command: str,
-           pages: Mapping[str, str]) -> str:
-    from .report_figures import prediction_strip_image, steps_figure
-
+def _index(store: Store, tables: Sequence[Table], summary: Sequence[str], folder: Path,
+           command: str, pages: Mapping[str, str]) -> str:
     e = html.escape
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commits = sorted({str(s.attrs.get("git_commit", "unknown")) for s in store.search})
     parts = [f"<h1>hpo-vidpred report</h1><p>Produced by <code>{e(command)}</code><br>"
              f"store <code>{e(store.url)}</code>, studies <code>{e(store.pattern)}</code>; "
              f"hpo-vidpred {__version__}, search commits {e(', '.join(commits) or '-')}; {now}"
-             "</p>",
+             "</p>", _summary_html(summary),
              f"<p class=\"label\"><b>Fixed vs optimized = {LABEL}.</b> Each table below sets "
              "the seed's published configuration against the best configuration a search "
              "found, both retrained with the same seeds and budget and tested once on the test "
@@ -235,15 +243,14 @@ def _index(store: Store, tables: Sequence[Table], folder: Path, command: str,
         fig = steps_figure(c)
         if fig is not None:
             parts.append(_figure(fig, f"steps-{i}"))
-        n_in = int(c.attrs["spec"]["data"]["n_in"])
-        image = prediction_strip_image(c, n_in)
+        image = prediction_strip_image(c, c.n_in)
         if image is not None:
             strips.mkdir(exist_ok=True)
             name = f"strips/{data}-{arch}.png"
             image.save(folder / name)
-            parts.append(f"<p>Test sequence 0 ({e(data)}, {e(arch)}): input | truth | fixed | "
-                         f"tuned per cell, first seed</p><img src=\"{name}\" alt=\"prediction "
-                         f"strip {e(data)} {e(arch)}\">")
+            parts.append(f"<p>Test sequence 0 ({e(data)}, {e(arch)}): input | truth | copy-last "
+                         "(the trivial predictor) | fixed | tuned per cell, first seed</p>"
+                         f"<img src=\"{name}\" alt=\"prediction strip {e(data)} {e(arch)}\">")
     parts.append("<h2>Search studies</h2>")
     parts += [to_html(t) for t in tables if t.section == "studies"]
     if pages:

@@ -25,13 +25,13 @@ from pathlib import Path
 import optuna
 from filelock import FileLock
 from optuna.artifacts import FileSystemArtifactStore
-from sqlalchemy import event, select, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .errors import HpoError
-from .paths import default_storage
-from .registry import Registry
+from ..errors import HpoError
+from ..paths import default_storage
+from ..registry import Registry
 
 __all__ = [
     "MAX_RETRIES",
@@ -42,7 +42,6 @@ __all__ = [
     "open_storage",
     "sqlite_path",
     "study_lock",
-    "without_heartbeat",
 ]
 
 MAX_RETRIES = 3  # a trial whose worker died is re-run at most this many times
@@ -181,27 +180,6 @@ def open_artifact_store(
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(path))
-
-
-def without_heartbeat(storage: optuna.storages.RDBStorage, trial_ids: list[int]) -> list[int]:
-    """The trials among ``trial_ids`` that never recorded a heartbeat.
-
-    Optuna's stale-trial check skips such trials, so one whose process died between being created
-    and its first heartbeat would stay RUNNING forever; the workers fail them once they are old.
-    Reads Optuna's heartbeat table (a private model): on a schema it does not know, returns [].
-    """
-    if not trial_ids:
-        return []
-    try:
-        from optuna.storages._rdb.models import TrialHeartbeatModel
-
-        with storage.engine.connect() as conn:
-            table = TrialHeartbeatModel.__table__
-            beating = {row[0] for row in conn.execute(
-                select(table.c.trial_id).where(table.c.trial_id.in_(trial_ids)))}
-    except Exception:  # noqa: BLE001 (a changed private schema must not stop a study)
-        return []
-    return [t for t in trial_ids if t not in beating]
 
 
 # --- one worker at a time may decide whether a study needs another trial -----------------------

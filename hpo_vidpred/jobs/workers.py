@@ -1,7 +1,7 @@
 """The worker pool behind ``hpo run``: N processes (spawned, so CUDA works) share one study.
 
 Every worker repeats one step under the study's cross-process lock
-(:func:`hpo_vidpred.storage.study_lock`): fail stale trials (their retry is queued), count the
+(:func:`hpo_vidpred.store.study_lock`): fail stale trials (their retry is queued), count the
 finished trials, and start a trial only while ``finished + running + waiting`` is below the
 target. So ``--trials N`` is the number of finished trials of the whole study -- over all workers
 and all machines sharing the store -- and is never overshot. A trial's heartbeat thread keeps it
@@ -16,81 +16,58 @@ or was interrupted is counted once, by its retry.
 
 from __future__ import annotations
 
-import copy
 import multiprocessing as mp
 import os
 import queue
 import signal
 import socket
-import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
-from .errors import HpoError
-from .interrupts import install_interrupts, interrupts, take_interrupt
+from ..devices import resolve_devices, resolve_workers, torch_threads
+from ..errors import HpoError
+from ..interrupts import install_interrupts, interrupts, take_interrupt
+from ..store import artifact_dir, open_artifact_store, open_storage, study_lock
+from ..store import lifecycle
+from ..store.records import trial_counts
 from .progress import StudyProgress
-from .storage import (
-    artifact_dir,
-    open_artifact_store,
-    open_storage,
-    study_lock,
-    without_heartbeat,
-)
-from .study import (
+from .search import (
     Outcome,
     StudyPlan,
+    TrainObjective,
+    eta_line,
     make_pruner,
     make_sampler,
-    open_study,
+    open_search_study,
     summarize,
-    train_trial,
-    trial_counts,
 )
 
-__all__ = ["Job", "Objective", "TrainObjective", "resolve_devices", "run", "work"]
+__all__ = ["Job", "Objective", "run", "work"]
 
 DEFAULT_HEARTBEAT_S = 30  # a dead worker's trial is failed and re-run after twice this
 MAX_CONSECUTIVE_ERRORS = 3  # a worker whose objective raises this often in a row stops
 
 
 class Objective(Protocol):
-    """What a worker runs per trial. ``prepare`` runs once per worker, before the first trial."""
-
-    def prepare(self, plan: StudyPlan, device: str) -> None: ...
+    """What a worker runs per trial (:class:`~hpo_vidpred.jobs.search.TrainObjective`)."""
 
     def check(self, plan: StudyPlan) -> None:
         """Fail with one line if ``prepare`` would fail, without loading anything (run before
         a multi-worker study is created)."""
 
-    def __call__(self, trial: optuna.Trial, plan: StudyPlan, device: str,
-                 artifact_store: Any) -> Outcome: ...
-
-
-class TrainObjective:
-    """The real objective: :func:`hpo_vidpred.study.train_trial`, data loaded up front."""
-
     def prepare(self, plan: StudyPlan, device: str) -> None:
-        from . import data, train
+        """Once per worker, before the first trial (load the data)."""
 
-        data.load(plan.data, train.resolve_device(device))
+    def baselines(self, plan: StudyPlan, device: str) -> dict[str, Any] | None:
+        """The trivial predictors' metrics the study records (None: none)."""
 
-    def check(self, plan: StudyPlan) -> None:
-        """Fail with one line if the data is missing, without loading it (``data info``)."""
-        from . import data
-
-        data.info(plan.data)
-
-    def __call__(self, trial: optuna.Trial, plan: StudyPlan, device: str,
-                 artifact_store: Any) -> Outcome:
-        return train_trial(trial, plan, device, artifact_store)
+    def __call__(self, trial: optuna.Trial, plan: StudyPlan, device: str, artifact_store: Any,
+                 eta: Callable[[float], None] | None = None) -> Outcome: ...
 
 
 @dataclass(frozen=True)
@@ -121,6 +98,11 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
                               sampler=make_sampler(plan, seed), pruner=make_pruner(plan))
     store = open_artifact_store(job.storage_url, job.artifacts) if job.artifacts else None
     job.objective.prepare(plan, device)
+    if "baselines" not in study.user_attrs:  # first worker of the study (a repeat is harmless)
+        baselines = job.objective.baselines(plan, device)
+        if baselines is not None:
+            study.set_user_attr("baselines", baselines)
+    orphan_age = 2 * (job.grace or 2 * job.heartbeat)
     ran = errors = 0
     while job.deadline is None or time.time() < job.deadline:
         if not _parent_alive():
@@ -128,27 +110,21 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
         trial = None
         try:
             with study_lock(storage, plan.name):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
-                    _fail_orphans(study, storage, 2 * (job.grace or 2 * job.heartbeat))
-                counts = trial_counts(storage.get_all_trials(study._study_id, deepcopy=False))
+                lifecycle.fail_stale(study, orphan_age)
+                counts = trial_counts(lifecycle.trials(study))
                 if counts["finished"] >= job.target:
                     break
                 if counts["waiting"] or counts["finished"] + counts["running"] < job.target:
-                    with warnings.catch_warnings():  # we beat ourselves, not optimize()
-                        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed")
-                        trial = study.ask()
-                    storage.record_heartbeat(trial._trial_id)  # stale-detectable from now on
+                    trial = lifecycle.ask(study)
         except KeyboardInterrupt:
             take_interrupt()
             if trial is not None:  # asked but not started: give it back
-                _fail_and_requeue(study, trial, "interrupted")
+                lifecycle.fail_and_requeue(study, trial, "interrupted")
             raise
         if trial is None:  # all slots taken: wait, a running trial may still fail and come back
             time.sleep(job.poll_s)
             continue
-        outcome = _run_trial(study, storage, trial, job, index, device, store, emit)
+        outcome = _run_trial(study, trial, job, index, device, store, emit)
         ran += 1
         errors = errors + 1 if outcome.attrs.get("error") else 0
         if errors >= MAX_CONSECUTIVE_ERRORS:
@@ -157,23 +133,28 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
     return ran
 
 
-def _run_trial(study: optuna.Study, storage: Any, trial: optuna.Trial, job: Job, index: int,
-               device: str, store: Any, emit: Callable[[dict], None]) -> Outcome:
+def _run_trial(study: optuna.Study, trial: optuna.Trial, job: Job, index: int, device: str,
+               store: Any, emit: Callable[[dict], None]) -> Outcome:
     started = time.time()
     emit({"event": "start", "worker": index, "number": trial.number, "device": device})
-    beat = _Heartbeat(storage, trial._trial_id, job.heartbeat)
+    beat = lifecycle.Heartbeat(study, trial, job.heartbeat)
+
+    def eta(seconds: float) -> None:
+        emit({"event": "eta", "worker": index, "number": trial.number, "device": device,
+              "line": eta_line(seconds, job.plan.spec.budget, device)})
+
     try:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        outcome = job.objective(trial, job.plan, device, store)
+        outcome = job.objective(trial, job.plan, device, store, eta)
     except optuna.TrialPruned:
         outcome = Outcome(TrialState.PRUNED, reason="pruned")
     except KeyboardInterrupt:
         take_interrupt()
-        _fail_and_requeue(study, trial, "interrupted")
+        lifecycle.fail_and_requeue(study, trial, "interrupted")
         beat.stop()
         raise
     except HpoError as exc:  # the environment, not the configuration: run it again later
-        _fail_and_requeue(study, trial, str(exc))
+        lifecycle.fail_and_requeue(study, trial, str(exc))
         beat.stop()
         raise
     except Exception as exc:  # a bug or an unexpected failure: recorded, the study goes on
@@ -190,55 +171,6 @@ def _run_trial(study: optuna.Study, storage: Any, trial: optuna.Trial, job: Job,
           "value": outcome.value, "reason": outcome.reason, "seconds": time.time() - started,
           "params": trial.params, "device": device})
     return outcome
-
-
-def _fail_orphans(study: optuna.Study, storage: Any, age_s: float) -> None:
-    """Fail and re-queue RUNNING trials older than ``age_s`` that never recorded a heartbeat
-    (their process died between creating them and the first beat)."""
-    cutoff = datetime.now() - timedelta(seconds=age_s)
-    old = [t._trial_id for t in storage.get_all_trials(study._study_id, deepcopy=False,
-                                                         states=(TrialState.RUNNING,))
-           if t.datetime_start is not None and t.datetime_start < cutoff]
-    retry = storage.get_heartbeat_stale_trial_callback()
-    for trial_id in without_heartbeat(storage, old):
-        try:
-            failed = storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:  # it ended meanwhile
-            continue
-        if failed and retry is not None:
-            retry(study, copy.deepcopy(storage.get_trial(trial_id)))
-
-
-def _fail_and_requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    """Mark a trial that never got to its end FAIL and queue its parameters again."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        trial.set_user_attr("fail_reason", reason)
-        study.tell(trial, state=TrialState.FAIL)
-        frozen = copy.deepcopy(study._storage.get_trial(trial._trial_id))
-        frozen.user_attrs = {}  # the retry starts clean (no fail_reason of this attempt)
-        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
-
-
-class _Heartbeat:
-    """Records the trial's heartbeat every ``interval`` seconds on a thread until stopped."""
-
-    def __init__(self, storage: Any, trial_id: int, interval: int) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(storage, trial_id, interval),
-                                        daemon=True)
-        self._thread.start()
-
-    def _beat(self, storage: Any, trial_id: int, interval: int) -> None:
-        while not self._stop.wait(interval):
-            try:
-                storage.record_heartbeat(trial_id)
-            except Exception:  # a transient database error; the next beat tries again
-                pass
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _parent_alive() -> bool:
@@ -267,59 +199,6 @@ def _worker_main(job: Job, index: int, device: str, threads: int, events: Any) -
 
 
 # --------------------------------------------------------------------------- the pool
-def resolve_devices(devices: str = "auto") -> list[str]:
-    """``auto`` -> every visible GPU (``cuda:0``, ...) or ``cpu``; else a comma list of ``cpu``,
-    ``cuda``, ``cuda:N`` or ``N`` (GPU N). Unusable devices are an :class:`HpoError`."""
-    import torch
-
-    from .train import resolve_device
-
-    if devices.strip() in ("", "auto"):
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return [f"cuda:{i}" for i in range(n)] or ["cpu"]
-    out = []
-    for name in devices.split(","):
-        name = name.strip()
-        name = f"cuda:{name}" if name.isdigit() else name
-        device = resolve_device(name)
-        if device.type == "cuda" and device.index is not None \
-                and device.index >= torch.cuda.device_count():
-            raise HpoError(f"device {name} does not exist; this machine has "
-                           f"{torch.cuda.device_count()} GPU(s)")
-        out.append(name)
-    return out
-
-
-# Workers per device when --workers is not given (benchmarks/workers_per_device.py measures them).
-CUDA_WORKERS = 4  # trials at once per GPU (to be confirmed on a GPU with workers_per_device.py)
-CPU_MAX_WORKERS = 4  # one per core, at most this many (memory: every worker holds its data)
-
-
-def default_workers(device: str = "auto") -> int:
-    """How many trials ``hpo run`` trains at once on ``device`` when ``--workers`` is not given
-    (see benchmarks/workers_per_device.py and benchmarks/RESULTS.md)."""
-    from .train import resolve_device
-
-    cores = os.cpu_count() or 1
-    if resolve_device(device).type == "cuda":
-        # Not measured yet (no GPU in the sessions so far): small recurrent models leave a GPU
-        # mostly idle and are bound by Python and kernel launches, which several processes
-        # overlap; each worker needs a core or two for that.
-        return max(1, min(CUDA_WORKERS, cores // 2))
-    # Measured on 2 cores (benchmarks/RESULTS.md): one single-threaded worker per core finished
-    # more trials per hour than one worker using every core; more workers than cores fell back.
-    return max(1, min(cores, CPU_MAX_WORKERS))
-
-
-def resolve_workers(workers: int, device_list: list[str]) -> int:
-    """``workers`` (0: the default of the devices: one pool per GPU, or the CPU's)."""
-    if workers < 0:
-        raise HpoError("--workers must be at least 1 (or 0 for the device's default)")
-    if workers:
-        return workers
-    return sum(default_workers(d) for d in dict.fromkeys(device_list))
-
-
 def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None = None,
         workers: int = 1, devices: str = "auto", heartbeat: int = DEFAULT_HEARTBEAT_S,
         grace: int | None = None, artifacts: str | None = None, progress: bool = True,
@@ -327,10 +206,11 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     """Run (or continue) the plan's study until it has ``trials`` finished trials.
 
     ``workers`` processes share the study (with 1 it runs in this process; 0: the devices'
-    default, :func:`resolve_workers`), spread round-robin over ``devices``; prediction strips go to ``artifacts`` (default: beside a SQLite store). Returns
-    the summary (:func:`hpo_vidpred.study.summarize`); prints a line per trial and a bar on stderr
-    when ``progress``. ``threads``: torch threads of each CPU worker (0: the cores shared out
-    among the CPU workers). Ctrl-C (or SIGTERM) stops every worker; what finished is stored and
+    default, :func:`hpo_vidpred.devices.resolve_workers`), spread round-robin over ``devices``;
+    prediction strips go to ``artifacts`` (default: beside a SQLite store). Returns the summary
+    (:func:`hpo_vidpred.jobs.search.summarize`); prints a line per trial and a bar on stderr when
+    ``progress``. ``threads``: torch threads of each CPU worker (0: the cores shared out among
+    the CPU workers). Ctrl-C (or SIGTERM) stops every worker; what finished is stored and
     interrupted trials are queued to run first next time.
     """
     if trials < 1:
@@ -348,7 +228,7 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     else:  # the same check without loading the data here
         objective.check(plan)
     with study_lock(storage, plan.name):
-        study = open_study(plan, storage)
+        study = open_search_study(plan, storage)
     before = study.get_trials(deepcopy=False)
     job = Job(plan=plan, storage_url=storage_url, target=trials,
               deadline=started + timeout if timeout else None, heartbeat=heartbeat, grace=grace,
@@ -363,31 +243,17 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     else:
         with view, interrupts():
             if workers == 1:
-                with _torch_threads(threads if device_list[0] == "cpu" else 0):
+                with torch_threads(threads if device_list[0] == "cpu" else 0):
                     work(job, 0, device_list[0], view.event)
             else:
                 notes += _pool(job, workers, device_list, view, threads)
+    notes += view.notes
     summary = summarize(study, storage_url, trials, time.time() - started, view.ended, notes)
     return {**summary, "workers": workers, "devices": device_list}
 
 
-@contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    """Run with ``threads`` torch threads (0: leave them), restored afterwards."""
-    if not threads:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _pool(job: Job, workers: int, devices: list[str], view: StudyProgress, threads: int) -> list[str]:
+def _pool(job: Job, workers: int, devices: list[str], view: StudyProgress,
+          threads: int) -> list[str]:
     """Start the worker processes, relay their events, wait for them; returns notes."""
     ctx = mp.get_context("spawn")
     events = ctx.Queue()

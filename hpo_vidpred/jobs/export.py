@@ -15,131 +15,45 @@ A file holds, per configuration, the sampled parameters *and* the exact specs th
     - {rank: 1, cell: convlstm, trial: 7, val_mse: 0.0213, n_params: 8211, params: {...},
        model_spec: {...}, train_spec: {...}}
 
-The helpers :func:`study_kind`, :func:`study_budget` and :func:`trial_cell` read what ``hpo run``,
-``hpo fixed`` and ``hpo compare`` record; :mod:`hpo_vidpred.compare` and the report use them.
+What a study recorded is read through :mod:`hpo_vidpred.store.records`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import optuna
 import yaml
-from optuna.trial import FrozenTrial, TrialState
 
-from .errors import HpoError
-from .specs import DataSpec, ModelSpec, TrainSpec, from_dict, to_dict
+from .. import archs
+from .. import data as datasets
+from ..errors import HpoError
+from ..specs import DataSpec, ModelSpec, TrainSpec, from_dict, load_yaml
+from ..store.records import (
+    best_trials,
+    config_id,
+    load_study,
+    study_budget,
+    study_kind,
+    trial_cell,
+)
+from .fixed import FixedPlan
 
 __all__ = [
     "FORMAT",
     "FORMATS",
     "Configuration",
-    "study_kind",
-    "study_budget",
-    "trial_cell",
-    "load_study",
-    "best_trials",
     "export_study",
     "dump_export",
     "load_configurations",
     "plan_from_config",
-    "config_id",
 ]
 
 FORMAT = "hpo-vidpred-config/1"
 FORMATS = ("yaml", "json")
-
-
-# --------------------------------------------------------------------------- reading a store
-def study_kind(user_attrs: Mapping[str, Any]) -> str:
-    """``search`` (``hpo run``), ``fixed`` (``hpo fixed``), ``compare`` or ``other``, from a
-    study's user attributes."""
-    spec = user_attrs.get("spec") or {}
-    if user_attrs.get("kind") in ("fixed", "compare"):
-        return user_attrs["kind"]
-    return "search" if "study" in spec and "search_space" in spec else "other"
-
-
-def study_budget(user_attrs: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """The budget a study ran at and what it changed (``["data.height: 64 -> 32", ...]``).
-
-    ``hpo fixed`` and ``hpo compare`` record the change list; for a search study it is read off
-    the recorded (budgeted) data and training specs against the dataset's and TrainSpec's
-    defaults, so it says what ran even after a budget's definition changed.
-    """
-    from . import budgets
-    from . import data as datasets
-
-    spec = user_attrs.get("spec") or {}
-    kind = study_kind(user_attrs)
-    if kind in ("fixed", "compare"):
-        recorded = user_attrs.get("budget") or {}
-        return recorded.get("budget", spec.get(kind, {}).get("budget", "?")), \
-            list(recorded.get("changes", []))
-    if kind != "search":
-        return "?", []
-    name = spec["study"]["budget"]
-    try:
-        default = to_dict(datasets.default_spec(spec["study"]["data"]))
-    except HpoError:  # a dataset this version does not know
-        return name, []
-    default.pop("root")
-    train_default = to_dict(TrainSpec())
-    keys = [k for k in _BUDGET_TRAIN_KEYS if k in spec["train"]]
-    changes = budgets.dict_changes(
-        {"data": default, "train": {k: train_default[k] for k in keys}},
-        {"data": spec["data"], "train": {k: spec["train"][k] for k in keys}})
-    width = budgets.BUDGETS.get(name).max_width if name in budgets.BUDGETS else None
-    if width is not None:
-        changes.append(f"search-space widths capped at {width} channels per layer")
-    return name, changes
-
-
-_BUDGET_TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_size", "val_batch_size")
-
-
-def trial_cell(trial: FrozenTrial) -> Optional[str]:
-    """The recurrent cell a trial trained (its recorded model spec, else its ``cell`` param)."""
-    return (trial.user_attrs.get("model_spec") or {}).get("cell") or trial.params.get("cell")
-
-
-def load_study(storage: Any, name: str) -> optuna.Study:
-    """Load study ``name``; an :class:`HpoError` listing the store's studies if it is missing."""
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = optuna.get_all_study_names(storage)
-        shown = ", ".join(sorted(names)[:20]) or "none"
-        raise HpoError(f"no study {name!r} in this store; its studies: {shown}") from None
-
-
-def best_trials(study: optuna.Study, top: int = 1, per_cell: bool = False) -> list[FrozenTrial]:
-    """The ``top`` complete trials with the lowest value (per cell with ``per_cell``), best first.
-
-    Only trials that recorded the specs they trained count (what ``hpo run`` and ``hpo fixed``
-    store).
-    """
-    if top < 1:
-        raise HpoError("--top must be at least 1")
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and "model_spec" in t.user_attrs
-                and "train_spec" in t.user_attrs]
-    complete.sort(key=lambda t: (t.value, t.number))
-    if not per_cell:
-        return complete[:top]
-    picked: list[FrozenTrial] = []
-    counts: dict[Optional[str], int] = {}
-    for t in complete:
-        cell = trial_cell(t)
-        if counts.get(cell, 0) < top:
-            counts[cell] = counts.get(cell, 0) + 1
-            picked.append(t)
-    return picked
 
 
 # --------------------------------------------------------------------------- writing
@@ -162,7 +76,7 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
                        "export")
     spec = attrs["spec"]
     source = spec["study"] if kind == "search" else spec["fixed"]
-    trials = best_trials(study, top, per_cell)
+    trials = best_trials(study.get_trials(deepcopy=False), top, per_cell)
     if not trials:
         raise HpoError(f"study {name!r} has no complete trial yet; run more trials first")
     budget, changes = study_budget(attrs)
@@ -222,25 +136,9 @@ class Configuration:
         return config_id(self.model, self.train, self.data)
 
 
-def config_id(model: ModelSpec, train: TrainSpec, data: DataSpec) -> str:
-    """A short hash of what a run trains (the seed, device and data root left out): two runs with
-    the same id train the same configuration on the same data."""
-    train_d, data_d = to_dict(train), to_dict(data)
-    for key in ("seed", "device"):
-        train_d.pop(key)
-    data_d.pop("root")
-    text = json.dumps({"model": to_dict(model), "train": train_d, "data": data_d},
-                      sort_keys=True, default=str)
-    return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
-
-
 def load_configurations(path: str | Path, data_dir: Optional[str] = None
                         ) -> list[Configuration]:
     """Read a file written by ``hpo export`` (YAML or JSON); every problem is one line."""
-    from . import archs
-    from . import data as datasets
-    from .specs import load_yaml
-
     path = Path(path)
     document = load_yaml(path)  # JSON is YAML
     where = str(path)
@@ -274,11 +172,9 @@ def load_configurations(path: str | Path, data_dir: Optional[str] = None
 
 def plan_from_config(path: str | Path, arch: str, data: str, cell: str, *,
                      data_dir: Optional[str] = None, seed: int = 0, device: str = "auto"):
-    """A :class:`~hpo_vidpred.fixed.FixedPlan` that retrains the file's best configuration with
+    """A :class:`~hpo_vidpred.jobs.fixed.FixedPlan` that retrains the file's best configuration with
     ``cell`` exactly (its budget, data and training settings; ``seed`` and ``device`` are this
     run's). Recorded as study ``config-{arch}-{data}-{cell}-{config id}``."""
-    from .fixed import FixedPlan
-
     configurations = load_configurations(path, data_dir)
     first = configurations[0]
     if (first.arch, first.data_name) != (arch, data):

@@ -20,9 +20,9 @@ from PIL import Image
 from hpo_vidpred import cli
 from hpo_vidpred.errors import HpoError
 from hpo_vidpred.specs import StudySpec
-from hpo_vidpred.storage import open_artifact_store, open_storage
-from hpo_vidpred.study import PRUNERS, SAMPLERS, Outcome, plan_study
-from hpo_vidpred.workers import run
+from hpo_vidpred.store import open_artifact_store, open_storage
+from hpo_vidpred.jobs.search import PRUNERS, SAMPLERS, Outcome, plan_study
+from hpo_vidpred.jobs.workers import run
 
 SQLITE = "sqlite:///studies/hpo.db"
 TINY = ("fixed: {depth: 1, hidden: 4, kernel: 3, batch_size: 4}\n"
@@ -139,7 +139,10 @@ class Curve:
     def check(self, plan) -> None:
         pass
 
-    def __call__(self, trial, plan, device, artifact_store) -> Outcome:
+    def baselines(self, plan, device) -> None:
+        return None
+
+    def __call__(self, trial, plan, device, artifact_store, eta=None) -> Outcome:
         lr = plan.space.sample(trial)["lr"]
         for epoch in range(1, plan.train.epochs + 1):
             value = 1.0 if lr > 0.1 else 0.5 * lr / epoch

@@ -1,8 +1,10 @@
 """The report's figures: plotly figures per study and comparison, PNG prediction strips.
 
 Every figure uses only scatter and bar traces, so the pages work with plotly.js's small "basic"
-bundle (see :mod:`hpo_vidpred.report`); parallel coordinates are drawn as lines over normalised
-axes instead of plotly's WebGL ``parcoords`` trace, which also renders without a GPU.
+bundle (see :mod:`hpo_vidpred.report.render`); parallel coordinates are drawn as lines over
+normalised axes instead of plotly's WebGL ``parcoords`` trace, which also renders without a GPU.
+The MSE-per-step figure draws the trivial predictors the study recorded as dotted lines; the strip
+adds copy-last (the last input frame repeated) above the models' predictions.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from optuna.trial import TrialState
 from PIL import Image
 from plotly.colors import sample_colorscale
 
-from .report_tables import CompareStudy, SearchStudy, role_groups
+from ..store.records import TRIVIAL, decode_frames
+from ..strip import frame_rows
+from .collect import CompareStudy, SearchStudy, rank, role_groups
 
 __all__ = ["study_figures", "steps_figure", "prediction_strip_image", "parallel_figure"]
 
@@ -126,7 +130,7 @@ def parallel_figure(s: SearchStudy) -> Optional[go.Figure]:
 
 def steps_figure(c: CompareStudy) -> Optional[go.Figure]:
     """Test MSE per future step, fixed vs tuned per cell: mean over seeds, error bars one
-    standard deviation."""
+    standard deviation; the trivial predictors dotted."""
     groups = role_groups(c)
     if not groups:
         return None
@@ -139,6 +143,12 @@ def steps_figure(c: CompareStudy) -> Optional[go.Figure]:
             error_y=dict(type="data", array=list(std), visible=True) if std is not None else None,
             mode="lines+markers", name=f"{cell} {_ROLE_NAMES[role]} (n={len(trials)})",
             line=dict(dash="dash" if role == "fixed" else "solid")))
+    for name, label in TRIVIAL.items():
+        steps = ((c.baselines or {}).get(name) or {}).get("mse_per_step")
+        if steps:
+            fig.add_trace(go.Scatter(x=list(range(1, len(steps) + 1)), y=list(steps),
+                                     mode="lines", name=f"{label} (trivial)",
+                                     line=dict(dash="dot", color="#999", width=1)))
     fig.update_layout(**_LAYOUT, title=f"{c.field('data')} / {c.field('arch')}: test MSE per "
                       "future step (published defaults vs tuned)",
                       xaxis_title="future step", yaxis_title="MSE per pixel")
@@ -147,17 +157,20 @@ def steps_figure(c: CompareStudy) -> Optional[go.Figure]:
 
 
 def prediction_strip_image(c: CompareStudy, n_in: int) -> Optional[Image.Image]:
-    """Test sequence 0: input | truth | fixed | tuned prediction for each cell (first seed)."""
-    from .compare import decode_frames
-    from .strip import frame_rows
-
+    """Test sequence 0: input | truth | copy-last | fixed | tuned prediction for each cell (first
+    seed); copy-last is the last input frame repeated, the trivial predictor to beat."""
     if "test_frames" not in c.attrs:
         return None
-    frames = decode_frames(c.attrs["test_frames"])  # (T, C, H, W)
-    rows: list[tuple[str, Any]] = [("input", frames[:n_in]), ("truth", frames[n_in:])]
-    for (cell, role), trials in sorted(groups_with_predictions(c).items()):
-        rows.append((f"{cell}\n{_ROLE_NAMES[role]}", decode_frames(trials)))
-    return frame_rows(rows) if len(rows) > 2 else None
+    frames = decode_frames(c.attrs["test_frames"])  # (T, C, H, W) float32 in [0, 1]
+    truth = frames[n_in:]
+    rows: list[tuple[str, Any]] = [("input", frames[:n_in]), ("truth", truth)]
+    predictions = sorted(groups_with_predictions(c).items(),
+                         key=lambda kv: (rank(cell=kv[0][0]), kv[0][0], kv[0][1] != "fixed"))
+    if predictions and n_in > 0 and len(truth):
+        rows.append(("copy-last", np.repeat(frames[n_in - 1:n_in], len(truth), axis=0)))
+    for (cell, role), encoded in predictions:
+        rows.append((f"{cell}\n{_ROLE_NAMES[role]}", decode_frames(encoded)))
+    return frame_rows(rows) if predictions else None
 
 
 def groups_with_predictions(c: CompareStudy) -> dict[tuple[str, str], Mapping[str, Any]]:

@@ -17,7 +17,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from .errors import HpoError
+from .. import archs as archs_mod
+from .. import budgets
+from .. import data as data_mod
+from ..cells import CELLS
+from ..devices import resolve_devices
+from ..errors import HpoError
+from ..specs import StudySpec
+from ..store import mask_url, normalize_url, open_storage
+from .compare import plan_compare, run_compare
+from .search import PRUNERS, SAMPLERS, plan_study
+from .workers import run as run_study
 
 __all__ = ["MatrixPlan", "plan_matrix", "run_matrix", "format_summary"]
 
@@ -74,12 +84,6 @@ def plan_matrix(datasets: Sequence[str], archs: Optional[Sequence[str]] = None,
                 workers: int = 1, devices: str = "auto", data_dir: Optional[str] = None,
                 seed: int = 0) -> MatrixPlan:
     """Check every name and number before anything runs (one line per problem)."""
-    from . import archs as archs_mod
-    from . import budgets
-    from . import data as data_mod
-    from .cells import CELLS
-    from .study import PRUNERS, SAMPLERS
-
     if trials < 1 or seeds < 1 or workers < 1:
         raise HpoError("--trials, --seeds and --workers must be at least 1")
     budgets.get(budget)
@@ -95,8 +99,6 @@ def plan_matrix(datasets: Sequence[str], archs: Optional[Sequence[str]] = None,
 
 def _available(plan: MatrixPlan, data: str) -> Optional[str]:
     """None when the dataset's files are there, else the reason (its one-line error)."""
-    from . import data as data_mod
-
     overrides = {"root": plan.data_dir} if plan.data_dir else {}
     try:
         data_mod.info(data_mod.default_spec(data, **overrides))
@@ -109,12 +111,7 @@ def run_matrix(plan: MatrixPlan, storage: Optional[str] = None, out: Optional[st
                progress: bool = True,
                log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Run what is missing of every combination, then write the report. Returns the summary."""
-    from .compare import plan_compare, run_compare
-    from .report import write_report
-    from .specs import StudySpec
-    from .storage import mask_url, normalize_url, open_storage
-    from .study import plan_study
-    from .workers import run as run_study
+    from ..report import default_out, write_report
 
     url = normalize_url(storage)
     started = time.time()
@@ -151,26 +148,19 @@ def run_matrix(plan: MatrixPlan, storage: Optional[str] = None, out: Optional[st
                 f"{plan.seeds} seed(s) per cell")
             compare = plan_compare(open_storage(url), arch, data, cells=list(plan.cells),
                                    seeds=plan.seeds, budget=plan.budget,
-                                   data_dir=plan.data_dir or None, device=_device(plan))
+                                   data_dir=plan.data_dir or None,
+                                   device=resolve_devices(plan.devices)[0])
             result = run_compare(compare, url, progress=progress, log=log)
             done.append({"data": data, "arch": arch, "retrained_now": result["ran"],
                          "rows": result["rows"]})
     names = ",".join(n for data in available for arch in plan.archs
                      for n in plan.study_names(data, arch))
-    from .report import default_out
-
     folder = str(out or default_out(url))
     report = write_report(url, folder, names, command=plan.command(mask_url(url), folder))
     log(f"matrix: report in {report['out']}")
     return {"storage": mask_url(url), "datasets": available, "skipped": skipped,
             "combinations": done, "report": report["out"],
             "seconds": round(time.time() - started, 1)}
-
-
-def _device(plan: MatrixPlan) -> str:
-    """Retrains run on the first of ``--devices`` (``auto``: a GPU when there is one)."""
-    first = plan.devices.split(",")[0].strip()
-    return f"cuda:{first}" if first.isdigit() else (first or "auto")
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:

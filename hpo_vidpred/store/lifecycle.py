@@ -1,0 +1,108 @@
+"""A trial's life in a shared study, as the workers of ``hpo run`` need it: asking for a trial
+under the study lock, its heartbeat, failing and re-queueing a trial whose worker stopped.
+
+The only code outside Optuna that touches its private names (``Study._study_id``,
+``Trial._trial_id``, ``Study._storage``, the heartbeat table): kept here so that an Optuna upgrade
+that moves them breaks one module.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import warnings
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import select
+
+__all__ = ["Heartbeat", "ask", "fail_and_requeue", "fail_stale", "trials"]
+
+
+def trials(study: optuna.Study, states: Sequence[TrialState] | None = None
+           ) -> list[FrozenTrial]:
+    """The study's trials read from its storage without copies (one query)."""
+    return study._storage.get_all_trials(study._study_id, deepcopy=False, states=states)
+
+
+def ask(study: optuna.Study) -> optuna.Trial:
+    """A new trial (or a queued one), with a first heartbeat so that it is stale-detectable."""
+    with warnings.catch_warnings():  # the caller beats, not optimize()
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed")
+        trial = study.ask()
+    study._storage.record_heartbeat(trial._trial_id)
+    return trial
+
+
+def fail_stale(study: optuna.Study, orphan_age_s: float) -> None:
+    """Fail (and re-queue) trials whose worker stopped: those whose heartbeat went stale, and
+    RUNNING trials older than ``orphan_age_s`` that never recorded a heartbeat (their process died
+    between creating them and the first beat, which Optuna's stale check does not see)."""
+    storage = study._storage
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    cutoff = datetime.now() - timedelta(seconds=orphan_age_s)
+    old = [t._trial_id for t in trials(study, (TrialState.RUNNING,))
+           if t.datetime_start is not None and t.datetime_start < cutoff]
+    retry = storage.get_heartbeat_stale_trial_callback()
+    rdb = getattr(storage, "_backend", storage)  # Optuna wraps the RDB storage in a cache
+    for trial_id in _without_heartbeat(rdb, old):
+        try:
+            failed = storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # it ended meanwhile
+            continue
+        if failed and retry is not None:
+            retry(study, copy.deepcopy(storage.get_trial(trial_id)))
+
+
+def _without_heartbeat(storage: Any, trial_ids: list[int]) -> list[int]:
+    """The trials among ``trial_ids`` that never recorded a heartbeat (Optuna's heartbeat table,
+    a private model: on a schema it does not know, [])."""
+    if not trial_ids:
+        return []
+    try:
+        from optuna.storages._rdb.models import TrialHeartbeatModel
+
+        with storage.engine.connect() as conn:
+            table = TrialHeartbeatModel.__table__
+            beating = {row[0] for row in conn.execute(
+                select(table.c.trial_id).where(table.c.trial_id.in_(trial_ids)))}
+    except Exception:  # noqa: BLE001 (a changed private schema must not stop a study)
+        return []
+    return [t for t in trial_ids if t not in beating]
+
+
+def fail_and_requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """Mark a trial that never got to its end FAIL and queue its parameters again."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        trial.set_user_attr("fail_reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+        frozen = copy.deepcopy(study._storage.get_trial(trial._trial_id))
+        frozen.user_attrs = {}  # the retry starts clean (no fail_reason of this attempt)
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
+
+
+class Heartbeat:
+    """Records a trial's heartbeat every ``interval`` seconds on a thread until stopped."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: int) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, args=(study._storage, trial._trial_id, interval), daemon=True)
+        self._thread.start()
+
+    def _beat(self, storage: Any, trial_id: int, interval: int) -> None:
+        while not self._stop.wait(interval):
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # noqa: BLE001 (a transient database error; the next beat retries)
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
