@@ -192,8 +192,10 @@ def test_hpo_efficiency_prints_result(tmp_path: Path) -> None:
     for r in result["studies"]:
         assert r["trials"] == 2 and r["total_epochs"] >= r["epochs_to_baseline"] > 0
         assert r["best_at_budget"] is not None
-    for target in ("baseline", "common", "plain_best"):
+    for target in ("plain_median", "baseline", "common", "plain_best"):
         assert f"epochs_ratio_vs_ours_{target}" in result["methods"]["plain"]
+    # one plain study: its best is the median, which plain reached by construction
+    assert result["methods"]["plain"]["reached_plain_median"] == 1
     # the stores it kept give the same figures again
     again = _script("hpo_efficiency.py", "--analyse", str(keep), timeout=120)
     assert again["studies"] == [{**r, "wall_s": None} for r in result["studies"]]
@@ -232,6 +234,11 @@ def test_hpo_efficiency_analysis_counts_compute_to_the_target() -> None:
     assert result["common_target"] == 0.45  # the worse of the two bests (0.4, 0.45)
     plain_m = result["methods"]["plain"]
     assert plain_m["epochs_ratio_vs_ours_baseline"] == pytest.approx(11 / 3, abs=1e-3)
+    # the headline target: plain Optuna's median final best (one seed: its best, 0.45), which
+    # ours reached in its 4th trial-epoch (0.4) and plain in its 12th
+    assert result["plain_median_target"] == 0.45
+    assert result["methods"]["ours"]["mean_epochs_to_plain_median"] == 4
+    assert plain_m["epochs_ratio_vs_ours_plain_median"] == pytest.approx(12 / 4, abs=1e-3)
     assert result["methods"]["ours"]["mean_best_at_budget"] == 0.4
     assert plain_m["mean_best_at_budget"] == 0.6
     # ours never reached a target in some seed: no ratio for it

@@ -236,3 +236,68 @@ def test_the_optuna_command_line_reads_the_study() -> None:
     rows = json.loads(out.stdout)
     assert [row["number"] for row in rows] == [0, 1]
     assert {row["state"] for row in rows} <= {"COMPLETE", "PRUNED"}
+
+
+BASELINES = {"split": "val", "black": {"mse": 0.02}, "copy_last": {"mse": 0.03},
+             "mean_input": {"mse": 0.025}}
+
+
+class Fixed:
+    """Completes every trial with ``value``; records fixed baselines; announces a long run."""
+
+    def __init__(self, value: float, eta_s: float = 0.0) -> None:
+        self.value, self.eta_s = value, eta_s
+
+    def prepare(self, plan, device) -> None:
+        pass
+
+    def check(self, plan) -> None:
+        pass
+
+    def baselines(self, plan, device) -> dict:
+        return BASELINES
+
+    def __call__(self, trial, plan, device, artifact_store, eta=None) -> Outcome:
+        plan.space.sample(trial)
+        if self.eta_s and eta is not None:
+            eta(self.eta_s)
+        return Outcome(TrialState.COMPLETE, value=self.value)
+
+
+@pytest.mark.parametrize("value,learned", [(0.01, True), (0.019, False)])
+def test_the_summary_sets_the_best_beside_the_trivial_predictors(value, learned) -> None:
+    from hpo_vidpred.jobs.search import format_summary
+
+    plan = _plan()
+    summary = run(plan, storage_url=SQLITE, trials=2, progress=False, objective=Fixed(value))
+    assert _study(plan.name).user_attrs["baselines"] == BASELINES
+    assert summary["baselines"] == {"black": 0.02, "copy_last": 0.03, "mean_input": 0.025}
+    text = format_summary(summary)
+    ratios = f"{value / 0.02:.2f}x black, {value / 0.03:.2f}x copy-last"
+    assert f"best val_mse {value:.6g} = {ratios}" in text
+    assert ("NOT LEARNED" in text) is not learned
+
+
+def test_a_long_trial_is_announced_once_with_budget_and_device() -> None:
+    plan = _plan()
+    summary = run(plan, storage_url=SQLITE, trials=3, progress=False,
+                  objective=Fixed(0.01, eta_s=8 * 3600))
+    assert summary["notes"] == ["note: about 8.0 h per trial at budget smoke on cpu; --budget "
+                                "small is the CPU demo"]
+
+
+def test_training_projects_its_length_after_a_few_steps(monkeypatch) -> None:
+    from hpo_vidpred import archs, train
+    from hpo_vidpred import data as datasets
+    from hpo_vidpred.specs import ModelSpec, TrainSpec
+
+    data = datasets.load(datasets.default_spec("mmnist", height=16, width=16, n_in=2, n_out=2,
+                                               val_size=4), "cpu")
+    spec = TrainSpec(epochs=2, steps_per_epoch=6, batch_size=2, device="cpu")
+    model = archs.create_model(ModelSpec(config={"depth": 1, "hidden": 2}))
+    calls: list[float] = []
+    train.train_and_evaluate(model, data, spec, eta=calls.append)
+    assert calls == []  # a run of seconds is not announced
+    monkeypatch.setattr(train, "ETA_NOTICE_S", 0.0)
+    train.train_and_evaluate(model, data, spec, eta=calls.append)
+    assert len(calls) == 1 and calls[0] > 0  # once, with all 12 steps projected
