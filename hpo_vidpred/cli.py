@@ -1,22 +1,18 @@
-"""The ``hpo`` command line. Parses flags, builds specs, calls the jobs; no logic of its own.
-
-Options that several commands share are declared once below; the names a flag accepts come from
-the registries. Every failure a user can cause reaches the terminal as one line (``error: ...``)
-and a non-zero exit.
-"""
+"""The ``hpo`` command line: flags -> specs -> jobs, no logic of its own. Shared options are
+declared once, the names a flag accepts come from the registries, and every failure a user can
+cause is one line (``error: ...``) and a non-zero exit."""
 
 from __future__ import annotations
 
 import os
 
-# Before torch loads OpenMP: idle threads sleep instead of spinning. On a busy CPU, spinning
-# threads made a small training step 10x slower or worse (docs/design.md section 11).
+# Before torch loads OpenMP: idle threads sleep instead of spinning (spinning threads made small
+# steps 10x slower or worse on a busy CPU; docs/design.md section 11).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
 import typer  # noqa: E402
@@ -26,7 +22,12 @@ from .archs import ARCHS  # noqa: E402
 from .cells import CELLS  # noqa: E402
 from .data import DATASETS  # noqa: E402
 from .errors import HpoError  # noqa: E402
+from .data import default_spec, download, format_info, info, prepare  # noqa: E402
+from .jobs import (compare as compare_job, export as export_job, fixed as fixed_job,  # noqa: E402
+                   matrix as matrix_job, search, workers)
 from .jobs.search import PRUNERS, SAMPLERS  # noqa: E402
+from .specs import StudySpec  # noqa: E402
+from .store import normalize_url, open_storage  # noqa: E402
 
 app = typer.Typer(
     name="hpo",
@@ -44,7 +45,6 @@ def _choices(registry) -> str:  # noqa: ANN001
     return " | ".join(registry.names())
 
 
-# --------------------------------------------------------------------------- shared options
 ARCH = typer.Option(..., help=f"architecture: {_choices(ARCHS)}")
 DATA = typer.Option(..., "--data", help=f"dataset: {_choices(DATASETS)}")
 CELL = typer.Option(..., help=f"recurrent cell: {_choices(CELLS)}")
@@ -59,6 +59,12 @@ DATA_DIR = typer.Option(None, "--data-dir", help="data root (default ./datasets 
 DEVICE = typer.Option("auto", help="auto | cpu | cuda | cuda:N")
 QUIET = typer.Option(False, "--quiet", help="no progress lines and bars")
 JSON = typer.Option(False, "--json", help="print the result as JSON")
+OUT = typer.Option(None, help="report folder (default reports/<store name>)")
+ARTIFACTS = typer.Option(None, help="artifact folder (default: artifacts/ beside a SQLite store)")
+N_IN = typer.Option(None, "--n-in", help="input frames")
+N_OUT = typer.Option(None, "--n-out", help="predicted frames")
+HEIGHT = typer.Option(None, help="frame height (default: the dataset's)")
+WIDTH = typer.Option(None, help="frame width (default: the dataset's)")
 
 
 def _log(quiet: bool):  # noqa: ANN202
@@ -74,13 +80,12 @@ def _show(summary: dict, as_json: bool, text) -> None:  # noqa: ANN001
     typer.echo(json.dumps(summary, indent=1) if as_json else text(summary))
 
 
-# --------------------------------------------------------------------------- studies
 @app.command()
 def run(
     arch: str = ARCH,
     data: str = DATA,
-    trials: int = typer.Option(20, help="finished trials the study should have in total (over "
-                               "all workers and machines); a rerun continues up to this number"),
+    trials: int = typer.Option(20, help="finished trials of the study in total (all workers and "
+                               "machines); a rerun continues up to this number"),
     timeout: Optional[float] = typer.Option(None, help="start no trial after this many seconds"),
     cell: Optional[str] = typer.Option(None, help=f"pin the recurrent cell ({_choices(CELLS)}); "
                                        "default: sampled"),
@@ -89,37 +94,29 @@ def run(
     sampler: str = SAMPLER,
     pruner: str = PRUNER,
     budget: str = BUDGET,
-    workers: int = typer.Option(0, help="worker processes on this machine sharing the study "
-                                "(0: the device's default: one per core up to 4 on a CPU, 4 per "
-                                "GPU with two cores each)"),
-    devices: str = typer.Option("auto", help="auto | cpu | comma list of GPUs (0,1 or "
-                                "cuda:0,cuda:1); workers are spread over them"),
+    n_workers: int = typer.Option(0, "--workers", help="worker processes sharing the study (0: "
+                                  "one per core up to 4 on a CPU, 4 per GPU)"),
+    devices: str = typer.Option("auto", help="auto | cpu | GPUs (0,1 or cuda:0,cuda:1)"),
     seed: int = typer.Option(0, help="sampler and training seeds derive from it"),
     data_dir: Optional[str] = DATA_DIR,
-    search_space: Optional[str] = typer.Option(None, "--search-space",
-                                               help="search-space YAML (default studies/<arch>.yaml)"),
-    artifacts: Optional[str] = typer.Option(None, help="artifact folder for prediction strips "
-                                            "(default: artifacts/ beside a SQLite store)"),
-    heartbeat: int = typer.Option(30, help="seconds between trial heartbeats; a dead worker's "
-                                  "trial is re-run after twice this"),
-    threads: int = typer.Option(0, help="torch threads per CPU worker (0: the cores shared out "
-                                "among the CPU workers)"),
+    search_space: Optional[str] = typer.Option(None, "--search-space", help="search-space "
+                                               "YAML (default studies/<arch>.yaml)"),
+    artifacts: Optional[str] = ARTIFACTS,
+    heartbeat: int = typer.Option(30, help="seconds between heartbeats; a dead worker's trial "
+                                  "is re-run after twice this"),
+    threads: int = typer.Option(0, help="torch threads per CPU worker (0: cores shared out)"),
     quiet: bool = typer.Option(False, "--quiet", help="no per-trial lines and no bar"),
     as_json: bool = JSON,
 ) -> None:
     """Run (or continue) an Optuna study. Example: hpo run --arch autoencoder --data kth --trials 100"""
-    from .jobs.search import format_summary, plan_study
-    from .jobs.workers import run as run_study
-    from .specs import StudySpec
-    from .store import normalize_url
-
     spec = StudySpec(arch=arch, data=data, cell=cell or "", budget=budget, sampler=sampler,
                      pruner=pruner, search_space=search_space or "", name=study or "",
                      data_dir=data_dir or "", seed=seed)
-    summary = run_study(plan_study(spec), storage_url=normalize_url(storage), trials=trials,
-                        timeout=timeout, workers=workers, devices=devices, heartbeat=heartbeat,
-                        artifacts=artifacts, progress=not quiet, threads=threads)
-    _show(summary, as_json, format_summary)
+    summary = workers.run(search.plan_study(spec), storage_url=normalize_url(storage),
+                          trials=trials, timeout=timeout, workers=n_workers, devices=devices,
+                          heartbeat=heartbeat, artifacts=artifacts, progress=not quiet,
+                          threads=threads)
+    _show(summary, as_json, search.format_summary)
 
 
 @app.command()
@@ -132,27 +129,20 @@ def fixed(
     data_dir: Optional[str] = DATA_DIR,
     seed: int = typer.Option(0, help="training seed (initial weights, batches)"),
     device: str = DEVICE,
-    config: Optional[str] = typer.Option(None, "--config", help="retrain exactly a configuration "
-                                         "written by 'hpo export' (the one with --cell; its "
-                                         "budget, data and training settings: --budget is not "
-                                         "used); recorded as study config-{arch}-{data}-{cell}-"
-                                         "{id}"),
+    config: Optional[str] = typer.Option(None, "--config", help="retrain exactly the --cell "
+                                         "configuration of an 'hpo export' file, at its budget "
+                                         "(study config-{arch}-{data}-{cell}-{id})"),
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
     """Train the seed's fixed configuration and record it as study fixed-{arch}-{data}-{cell}.
     Example: hpo fixed --arch autoencoder --data kth --cell stlstm"""
-    from .jobs.fixed import format_summary, plan_fixed, run_fixed
-
-    if config is not None:
-        from .jobs.export import plan_from_config
-
-        plan = plan_from_config(config, arch, data, cell, data_dir=data_dir, seed=seed,
-                                device=device)
-    else:
-        plan = plan_fixed(arch, data, cell, budget, data_dir=data_dir, seed=seed, device=device)
-    summary = run_fixed(plan, storage, progress=not quiet, log=_log(quiet or as_json))
-    _show(summary, as_json, format_summary)
+    plan = (export_job.plan_from_config(config, arch, data, cell, data_dir=data_dir, seed=seed,
+                                        device=device) if config is not None else
+            fixed_job.plan_fixed(arch, data, cell, budget, data_dir=data_dir, seed=seed,
+                                 device=device))
+    summary = fixed_job.run_fixed(plan, storage, progress=not quiet, log=_log(quiet or as_json))
+    _show(summary, as_json, fixed_job.format_summary)
 
 
 @app.command()
@@ -165,9 +155,8 @@ def compare(
     budget: Optional[str] = typer.Option(None, help=f"{_choices(budgets.BUDGETS)} (default: "
                                          "the search study's)"),
     storage: Optional[str] = STORAGE,
-    config: Optional[str] = typer.Option(None, "--config", help="retrain exactly the "
-                                         "configurations of this 'hpo export' file as the "
-                                         "optimized ones (the first per cell)"),
+    config: Optional[str] = typer.Option(None, "--config", help="an 'hpo export' file: its "
+                                         "first configuration per cell is the optimized one"),
     data_dir: Optional[str] = DATA_DIR,
     device: str = DEVICE,
     quiet: bool = QUIET,
@@ -176,53 +165,48 @@ def compare(
     """Retrain the seed's fixed and the best found configuration per cell with K seeds at the full
     budget, test each once, record study compare-{arch}-{data}; reruns do only what is missing.
     Example: hpo compare --arch autoencoder --data kth --seeds 3"""
-    from .jobs.compare import format_summary, plan_compare, run_compare
-    from .store import normalize_url, open_storage
-
     url = normalize_url(storage)
-    plan = plan_compare(open_storage(url), arch, data, cells=_names(cells), seeds=seeds,
-                        budget=budget, config=config, data_dir=data_dir, device=device)
-    summary = run_compare(plan, url, progress=not (quiet or as_json), log=_log(quiet or as_json))
-    _show(summary, as_json, format_summary)
+    plan = compare_job.plan_compare(open_storage(url), arch, data, cells=_names(cells),
+                                    seeds=seeds, budget=budget, config=config,
+                                    data_dir=data_dir, device=device)
+    summary = compare_job.run_compare(plan, url, progress=not (quiet or as_json),
+                                      log=_log(quiet or as_json))
+    _show(summary, as_json, compare_job.format_summary)
 
 
 @app.command()
 def matrix(
-    data: str = typer.Option(..., help=f"comma list of datasets: {','.join(DATASETS.names())} "
-                             "(missing ones are reported and skipped)"),
+    data: str = typer.Option(..., help=f"datasets, e.g. {','.join(DATASETS.names())} (missing "
+                             "ones are skipped)"),
     archs: Optional[str] = typer.Option(None, help="comma list of architectures (default: all)"),
-    cells: Optional[str] = typer.Option(None, help="comma list of cells (default: all); each "
-                                        "gets its own study {arch}-{data}-{cell}"),
+    cells: Optional[str] = typer.Option(None, help="comma list of cells (default: all)"),
     trials: int = typer.Option(..., help="finished trials per study"),
     seeds: int = typer.Option(3, help="retrain seeds per configuration in the comparison"),
     budget: str = BUDGET,
     storage: Optional[str] = STORAGE,
-    out: Optional[str] = typer.Option(None, help="report folder (default reports/<store name>)"),
+    out: Optional[str] = OUT,
     sampler: str = SAMPLER,
     pruner: str = PRUNER,
-    workers: int = typer.Option(1, help="worker processes per study"),
-    devices: str = typer.Option("auto", help="auto | cpu | comma list of GPUs; retrains use "
-                                "the first"),
+    n_workers: int = typer.Option(1, "--workers", help="worker processes per study"),
+    devices: str = typer.Option("auto", help="auto | cpu | GPUs; retrains use the first"),
     data_dir: Optional[str] = DATA_DIR,
     quiet: bool = typer.Option(False, "--quiet", help="only the final summary"),
 ) -> None:
     """All datasets x architectures x cells: the study, the fixed baselines and the comparison,
     skipping what the store already holds (rerun to resume), then the report.
     Example: hpo matrix --data mmnist,kth,kitti --trials 50"""
-    from .jobs.matrix import format_summary, plan_matrix, run_matrix
+    plan = matrix_job.plan_matrix(_names(data) or [], _names(archs), _names(cells),
+                                  trials=trials, seeds=seeds, budget=budget, sampler=sampler,
+                                  pruner=pruner, workers=n_workers, devices=devices,
+                                  data_dir=data_dir)
+    summary = matrix_job.run_matrix(plan, storage, out, progress=not quiet, log=_log(quiet))
+    typer.echo(matrix_job.format_summary(summary))
 
-    plan = plan_matrix(_names(data) or [], _names(archs), _names(cells), trials=trials,
-                       seeds=seeds, budget=budget, sampler=sampler, pruner=pruner,
-                       workers=workers, devices=devices, data_dir=data_dir)
-    summary = run_matrix(plan, storage, out, progress=not quiet, log=_log(quiet))
-    typer.echo(format_summary(summary))
 
-
-# --------------------------------------------------------------------------- reading stores
 @app.command()
 def report(
     storage: Optional[str] = STORAGE,
-    out: Optional[str] = typer.Option(None, help="report folder (default reports/<store name>)"),
+    out: Optional[str] = OUT,
     studies: str = typer.Option("*", help="glob on study names, e.g. '*-kth*'"),
 ) -> None:
     """Tables (index.html, tables.md, tables.tex, results.csv) and figures from the study store,
@@ -246,30 +230,22 @@ def export(
 ) -> None:
     """Best configuration(s) of a study as a file that 'hpo fixed/compare --config' retrain.
     Example: hpo export --study autoencoder-kth --format yaml --per-cell --out best.yaml"""
-    from .jobs.export import dump_export, export_study
-    from .store import mask_url, normalize_url, open_storage
-
     url = normalize_url(storage)
-    document = export_study(open_storage(url, must_exist=True), study, top=top,
-                            per_cell=per_cell, storage_label=mask_url(url))
-    text = dump_export(document, fmt)
+    document = export_job.export_study(open_storage(url, must_exist=True), study, top=top,
+                                       per_cell=per_cell, url=url)
+    text = export_job.dump_export(document, fmt)
     if out is None:
         typer.echo(text, nl=False)
     else:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
-        typer.echo(f"wrote {out}: {len(document['configurations'])} configuration(s) of "
-                   f"{study}", err=True)
+        typer.echo(export_job.write_export(text, out, document), err=True)
 
 
 @app.command()
 def dashboard(
     storage: Optional[str] = STORAGE,
-    host: str = typer.Option("127.0.0.1", help="address to listen on (loopback by default: the "
-                             "dashboard has no login)"),
+    host: str = typer.Option("127.0.0.1", help="address (loopback: the dashboard has no login)"),
     port: int = typer.Option(8080, help="port to listen on"),
-    artifacts: Optional[str] = typer.Option(None, help="artifact folder (default: artifacts/ "
-                                            "beside a SQLite store)"),
+    artifacts: Optional[str] = ARTIFACTS,
 ) -> None:
     """optuna-dashboard on the study store (127.0.0.1). Example: hpo dashboard --port 8080"""
     from .dashboard import serve
@@ -277,13 +253,11 @@ def dashboard(
     serve(storage, host, port, artifacts)
 
 
-# --------------------------------------------------------------------------- models and speed
 @app.command()
 def models(
-    data: Optional[str] = typer.Option(
-        None, "--data", help=f"dataset(s), comma-separated: {', '.join(DATASETS.names())} "
-        "(default: all)"),
-    as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON list."),
+    data: Optional[str] = typer.Option(None, "--data", help="datasets, comma-separated "
+                                       "(default: all)"),
+    as_json: bool = JSON,
 ) -> None:
     """Every architecture x cell with its parameter count and the seed's (studies/fixed.yaml).
     Example: hpo models --data kth"""
@@ -295,25 +269,22 @@ def models(
 
 @app.command()
 def bench(
-    arch: Optional[str] = typer.Option(None, help="architecture(s), comma-separated "
-                                       "(default: all)"),
-    cell: Optional[str] = typer.Option(None, help="cell(s), comma-separated (default: all)"),
-    data: str = typer.Option("mmnist", help="dataset whose fixed configuration and frames are "
-                             f"used: {_choices(DATASETS)}"),
+    arch: Optional[str] = typer.Option(None, help="architectures, comma-separated (default: all)"),
+    cell: Optional[str] = typer.Option(None, help="cells, comma-separated (default: all)"),
+    data: str = typer.Option("mmnist", help=f"whose fixed configurations: {_choices(DATASETS)}"),
     data_dir: Optional[str] = DATA_DIR,
     batch: int = typer.Option(4, help="batch size"),
     steps: int = typer.Option(3, help="timed steps per row (the median is reported)"),
     warmup: Optional[int] = typer.Option(None, help="untimed steps first (default 1; 3 compiled)"),
-    height: Optional[int] = typer.Option(None, help="frame height (default: the dataset's)"),
-    width: Optional[int] = typer.Option(None, help="frame width (default: the dataset's)"),
-    n_in: Optional[int] = typer.Option(None, "--n-in", help="input frames"),
-    n_out: Optional[int] = typer.Option(None, "--n-out", help="predicted frames"),
-    variants: Optional[str] = typer.Option(None, help="comma list of auto, fp32, bf16, "
-                                           "channels_last, compile, cudagraphs, ... or all "
-                                           "(default: all on CUDA, auto on CPU)"),
+    height: Optional[int] = HEIGHT,
+    width: Optional[int] = WIDTH,
+    n_in: Optional[int] = N_IN,
+    n_out: Optional[int] = N_OUT,
+    variants: Optional[str] = typer.Option(None, help="auto, fp32, bf16, channels_last, compile, "
+                                           "cudagraphs, ... or all (default: all on CUDA)"),
     device: str = DEVICE,
     threads: Optional[int] = typer.Option(None, help="CPU threads (torch.set_num_threads)"),
-    as_json: bool = typer.Option(False, "--json", help="print the rows as a JSON list"),
+    as_json: bool = JSON,
 ) -> None:
     """Training-step throughput of the fixed configurations on this device (ms/step, samples/s,
     peak memory, data share; on CUDA with and without bf16 / compile / CUDA graphs /
@@ -330,43 +301,30 @@ def bench(
     typer.echo(json.dumps(rows, indent=1) if as_json else format_rows(rows))
 
 
-# --------------------------------------------------------------------------- data
 def _data_spec(data: str, data_dir: Optional[str], **fields: Optional[int | str]):  # noqa: ANN202
     """A DataSpec from --data, --data-dir and whichever spec flags were given."""
-    from .data import default_spec
-
     overrides = {k: v for k, v in fields.items() if v is not None}
     if data_dir is not None:
         overrides["root"] = data_dir
     return default_spec(data, **overrides)
 
 
-_PROTOCOL = typer.Option(None, help="split protocol (kth: kth | openstl)")
-_STRIDE = typer.Option(None, help="frames between training windows (default 1)")
-_EVAL_STRIDE = typer.Option(None, help="frames between val/test windows (default n_in + n_out)")
-_N_IN = typer.Option(None, "--n-in", help="input frames per window")
-_N_OUT = typer.Option(None, "--n-out", help="predicted frames per window")
-_HEIGHT = typer.Option(None, help="frame height (default: the dataset's)")
-_WIDTH = typer.Option(None, help="frame width (default: the dataset's)")
-
-
 @data_app.command("info")
 def data_info(
     data: str = DATA,
     data_dir: Optional[str] = DATA_DIR,
-    protocol: Optional[str] = _PROTOCOL,
-    stride: Optional[int] = _STRIDE,
-    eval_stride: Optional[int] = _EVAL_STRIDE,
-    n_in: Optional[int] = _N_IN,
-    n_out: Optional[int] = _N_OUT,
-    height: Optional[int] = _HEIGHT,
-    width: Optional[int] = _WIDTH,
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
+    protocol: Optional[str] = typer.Option(None, help="split protocol (kth: kth | openstl)"),
+    stride: Optional[int] = typer.Option(None, help="frames between training windows (1)"),
+    eval_stride: Optional[int] = typer.Option(None, help="frames between val/test windows "
+                                              "(default n_in + n_out)"),
+    n_in: Optional[int] = N_IN,
+    n_out: Optional[int] = N_OUT,
+    height: Optional[int] = HEIGHT,
+    width: Optional[int] = WIDTH,
+    as_json: bool = JSON,
 ) -> None:
     """Files found, split sizes and cache state.
     Example: hpo data info --data kth --data-dir datasets/kth"""
-    from .data import format_info, info
-
     spec = _data_spec(data, data_dir, protocol=protocol, stride=stride, eval_stride=eval_stride,
                       n_in=n_in, n_out=n_out, height=height, width=width)
     _show(info(spec), as_json, format_info)
@@ -376,12 +334,10 @@ def data_info(
 def data_prepare(
     data: str = DATA,
     data_dir: Optional[str] = DATA_DIR,
-    height: Optional[int] = _HEIGHT,
-    width: Optional[int] = _WIDTH,
+    height: Optional[int] = HEIGHT,
+    width: Optional[int] = WIDTH,
 ) -> None:
     """Decode and cache a dataset. Example: hpo data prepare --data kth --data-dir datasets/kth"""
-    from .data import format_info, prepare
-
     typer.echo(format_info(prepare(_data_spec(data, data_dir, height=height, width=width))))
 
 
@@ -389,26 +345,18 @@ def data_prepare(
 def data_download(
     name: str = typer.Argument(..., help=f"dataset: {_choices(DATASETS)} (kth, kitti: prints "
                                "where to get them)"),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir",
-                                           help="data root (default ./datasets)"),
+    data_dir: Optional[str] = DATA_DIR,
     mirror: Optional[str] = typer.Option(None, help="a folder URL holding the same file names"),
 ) -> None:
     """Download a dataset where a network exists. Example: hpo data download mmnist"""
-    from .data import download
-
     for line in download(name, data_dir, mirror):
         typer.echo(line)
 
 
-# --------------------------------------------------------------------------- entry point
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
-    """Warnings reach a user as ``warning: ...`` lines, without file names and line numbers."""
-    return f"warning: {message}\n"
-
-
 def main(argv: Optional[list[str]] = None) -> int:
-    """Console entry point: run the app, turn :class:`HpoError` into one line on stderr."""
-    warnings.formatwarning = _one_line_warning
+    """Console entry point: run the app, turn :class:`HpoError` into one line on stderr; warnings
+    reach a user as ``warning: ...`` lines without file names and line numbers."""
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
         # typer turns Ctrl-C into Exit(130), which standalone_mode=False returns as a number
         if app(args=argv, standalone_mode=False) == 130:

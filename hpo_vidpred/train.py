@@ -1,17 +1,14 @@
-"""The one training loop: fixed baselines, study trials and retrains all call
-:func:`train_and_evaluate` (DESIGN section 6).
+"""The one training loop (DESIGN section 6): fixed baselines, study trials and retrains all call
+:func:`train_and_evaluate`, and every optimizer step is a :class:`TrainStep` (``hpo bench`` times
+the same one).
 
-An epoch is ``spec.steps_per_epoch`` Adam steps (Kingma & Ba 2015) on batches drawn by
-``data.train_batch``; after each epoch the model predicts the fixed validation split closed-loop
-and ``val_mse`` (mean squared error per pixel on [0, 1] over the predicted frames) is the
+An epoch is ``spec.steps_per_epoch`` Adam steps (Kingma & Ba 2015); after each epoch the model
+predicts the fixed validation split closed-loop and ``val_mse`` (MSE per pixel on [0, 1]) is the
 objective. An optional Optuna trial is touched through exactly two calls,
 ``trial.report(val_mse, epoch)`` and ``trial.should_prune()``; a pruned run *returns* with
-``stop_reason == "pruned"`` and the caller raises ``optuna.TrialPruned``. Nothing here raises
-for a run that goes wrong: a non-finite loss ends it as ``diverged`` and a CUDA out-of-memory
-error as ``out_of_memory`` (memory freed).
-
-Epochs are counted from 1 (``best_epoch``, the step given to ``trial.report``), so the step is the
-number of epochs trained, the resource Hyperband counts.
+``stop_reason == "pruned"``. Nothing raises for a run that goes wrong: a non-finite loss ends it
+as ``diverged``, a CUDA out-of-memory error as ``out_of_memory`` (memory freed). Epochs count from
+1, so the reported step is the number of epochs trained, Hyperband's resource.
 """
 
 from __future__ import annotations
@@ -31,82 +28,16 @@ from .archs import count_params
 from .devices import RunOptions, autocast, resolve_options, seed_everything, sync
 from .errors import HpoError
 from .metrics import MetricSums
-from .registry import Registry
+from .schedules import SCHEDULES, TEACHER_FORCING, lr_at, tf_prob_at
 from .specs import DataSpec, ModelSpec, TrainSpec
 from .ui import Bar
 
-__all__ = [
-    "SCHEDULES",
-    "TEACHER_FORCING",
-    "STOP_REASONS",
-    "TrainResult",
-    "TrainStep",
-    "train_and_evaluate",
-    "evaluate",
-    "lr_at",
-    "tf_prob_at",
-]
+__all__ = ["STOP_REASONS", "TrainResult", "TrainStep", "evaluate", "train_and_evaluate"]
 
 STOP_REASONS = ("completed", "early_stopped", "pruned", "diverged", "out_of_memory")
 # torch.OutOfMemoryError since torch 2.5; the same class as torch.cuda.OutOfMemoryError.
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 _CHECK_EVERY = 8  # optimizer steps between loss read-backs (each one is a device sync)
-
-# --------------------------------------------------------------------------- schedules
-# Each maps (step, spec) to a factor on spec.lr; steps count from 0 over the whole run.
-SCHEDULES: Registry[Callable[[int, TrainSpec], float]] = Registry("schedule")
-
-
-@SCHEDULES.register("step_half")
-def _step_half(step: int, spec: TrainSpec) -> float:
-    """The seed's ``StepLR(step_size=epochs // 2, gamma=0.1)``: x0.1 from epoch
-    ``epochs // 2 + 1`` on.
-
-    With one epoch (the seed's Moving MNIST run) the seed never decays, and neither do we.
-    """
-    half = spec.epochs // 2
-    return 0.1 if half > 0 and step >= half * spec.steps_per_epoch else 1.0
-
-
-@SCHEDULES.register("cosine")
-def _cosine(step: int, spec: TrainSpec) -> float:
-    """Cosine annealing to 0 over all steps (Loshchilov & Hutter 2017, without restarts)."""
-    total = max(1, spec.epochs * spec.steps_per_epoch)
-    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-
-
-@SCHEDULES.register("constant")
-def _constant(step: int, spec: TrainSpec) -> float:
-    return 1.0
-
-
-def lr_at(step: int, spec: TrainSpec) -> float:
-    """Learning rate of optimizer step ``step`` (from 0) under ``spec.schedule``; pure."""
-    return spec.lr * SCHEDULES.get(spec.schedule)(step, spec)
-
-
-# --------------------------------------------------------------------------- teacher forcing
-# Probability that a future step is fed the true previous frame instead of the prediction.
-TEACHER_FORCING: Registry[Callable[[int, TrainSpec], float]] = Registry("teacher_forcing")
-
-
-@TEACHER_FORCING.register("none")
-def _no_teacher_forcing(step: int, spec: TrainSpec) -> float:
-    return 0.0
-
-
-@TEACHER_FORCING.register("scheduled")
-def _scheduled_sampling(step: int, spec: TrainSpec) -> float:
-    """Scheduled sampling (Bengio et al. 2015) with PredRNN's linear decay: 1 at the first step,
-    0 after ``spec.tf_decay`` of all steps."""
-    decay_steps = spec.tf_decay * spec.epochs * spec.steps_per_epoch
-    return max(0.0, 1.0 - step / decay_steps) if decay_steps > 0 else 0.0
-
-
-def tf_prob_at(step: int, spec: TrainSpec) -> float:
-    """Teacher-forcing probability at optimizer step ``step`` under ``spec.teacher_forcing``."""
-    return TEACHER_FORCING.get(spec.teacher_forcing)(step, spec)
-
 
 # --------------------------------------------------------------------------- result
 @dataclass
@@ -173,7 +104,6 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-# --------------------------------------------------------------------------- helpers
 class _Trial(Protocol):
     def report(self, value: float, step: int) -> None: ...
     def should_prune(self) -> bool: ...
@@ -236,13 +166,10 @@ def evaluate(
 # --------------------------------------------------------------------------- one step
 class TrainStep:
     """One optimizer step, the same for every run and for ``hpo bench``: learning rate from the
-    schedule, forward (closed loop over ``n_out`` frames, scheduled sampling as the spec says),
-    ``frame_loss_weight * MSE(predicted, true future) + aux_loss`` (the architecture's own term:
-    PredNet's error units, the spatio-temporal flow penalty), backward, gradient clipping, Adam.
-
-    Building it moves the model to the options' device and memory format and compiles it when
-    ``options.compile`` says so.
-    """
+    schedule, forward (closed loop, scheduled sampling as the spec says), ``frame_loss_weight *
+    MSE(predicted, true future) + aux_loss`` (PredNet's error units, the spatio-temporal flow
+    penalty), backward, gradient clipping, Adam. Building it moves the model to the options'
+    device and memory format and compiles it where they say so."""
 
     def __init__(self, model: nn.Module, spec: TrainSpec, options: RunOptions, n_in: int,
                  n_out: int) -> None:
@@ -332,7 +259,9 @@ def _train_epoch(step_fn: TrainStep, data: Any, generator: torch.Generator, epoc
             ms = 1000 * (time.perf_counter() - t0) / max(1, seen - untimed)
             bar.update(completed=seen, loss=f"{mean:.4g}", ms=f"{ms:.1f}")
             if state.eta is not None and seen - untimed >= ETA_STEPS:
-                state.eta(ms / 1000 * spec.steps_per_epoch * spec.epochs)
+                projected = ms / 1000 * spec.steps_per_epoch * spec.epochs
+                if projected > ETA_NOTICE_S:
+                    state.eta(projected)
                 state.eta = None
             if not math.isfinite(mean):
                 return mean
@@ -383,7 +312,7 @@ def train_and_evaluate(
     seed_everything(spec.seed)
     generator = torch.Generator(device=options.device).manual_seed(spec.seed)
     step_fn = TrainStep(model, spec, options, n_in, n_out)
-    state = _Run(eta=None if eta is None else _long_only(eta))
+    state = _Run(eta=eta)
     stop_reason = "completed"
     out_of_memory = False
     bar = Bar(progress, "loss {task.fields[loss]}  val_mse {task.fields[val]}  "
@@ -434,13 +363,6 @@ def train_and_evaluate(
         save_checkpoint(checkpoint_path, result.best_state, model_spec, data_spec, spec,
                         result=result.summary())
     return result
-
-
-def _long_only(eta: Callable[[float], None]) -> Callable[[float], None]:
-    def notice(seconds: float) -> None:
-        if seconds > ETA_NOTICE_S:
-            eta(seconds)
-    return notice
 
 
 def _record(state: _Run, train_loss: float, metrics: dict[str, Any],

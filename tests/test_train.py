@@ -18,13 +18,8 @@ from torch import nn
 
 from hpo_vidpred.devices import resolve_options, seed_everything
 from hpo_vidpred.specs import DataSpec, TrainSpec
-from hpo_vidpred.train import (
-    TrainResult,
-    evaluate,
-    lr_at,
-    tf_prob_at,
-    train_and_evaluate,
-)
+from hpo_vidpred.schedules import lr_at, tf_prob_at
+from hpo_vidpred.train import TrainResult, evaluate, train_and_evaluate
 
 
 class Prediction(NamedTuple):

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..budgets import BUDGETS, Budget
 from ..errors import HpoError
 
@@ -148,11 +146,6 @@ class BenchObjective:
         self._inner().check(plan)
 
     def prepare(self, plan: Any, device: str) -> None:
-        # hpo run shares the cores out through OMP_NUM_THREADS, which torch reads only when it
-        # is first imported; a benchmark script's module (re-imported by spawn) already did.
-        threads = os.environ.get("OMP_NUM_THREADS", "")
-        if threads.isdigit() and int(threads) != torch.get_num_threads():
-            torch.set_num_threads(int(threads))
         ensure_budget(self.budget)
         self._inner().prepare(plan, device)  # data loading is not part of the measured time
         if self.timings:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -43,6 +44,7 @@ from ._base import (
     resize_frames,
     warn,
 )
+from ._kth_sequences import SEQUENCES_FILE, SequenceList, find_sequences_file, parse_sequences
 from ._files import cache_dir, load_json, save_json, save_npy, stamp
 from ._video import VideoError, decode_video, frame_files, header_frames, read_frame_folder
 from .batches import VideoData, check_windows, window_starts, windowed_data
@@ -50,10 +52,7 @@ from .batches import VideoData, check_windows, window_starts, windowed_data
 __all__ = ["KTH", "PROTOCOLS", "SequenceList", "parse_sequences", "find_videos", "persons_of"]
 
 ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
-SEQUENCES_FILE = "00sequences.txt"
 _NAME = re.compile(r"^(person(\d+)_([a-z]+)_d(\d+))(?:_uncomp)?$", re.IGNORECASE)
-_LINE = re.compile(r"^(person\d+_[a-z]+_d\d+)\s*(.*)$", re.IGNORECASE)
-_RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
 
 PROTOCOLS = {  # persons per split; "1-4" is a range
     "kth": {"train": "11-18", "val": "19 20 21 23 24 25 1 4", "test": "22 2 3 5-10"},
@@ -68,48 +67,6 @@ def persons_of(protocol: str, split: str) -> list[int]:
         first, _, last = part.partition("-")
         persons.extend(range(int(first), int(last or first) + 1))
     return persons
-
-
-# ----------------------------------------------------------------------------- 00sequences.txt
-@dataclass
-class SequenceList:
-    """``00sequences.txt``: per video the 1-based inclusive frame ranges of the action."""
-
-    path: Path
-    ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    missing: list[str] = field(default_factory=list)  # videos marked *missing*
-    irregular: list[str] = field(default_factory=list)  # video lines without a usable range
-
-
-def parse_sequences(path: Path) -> SequenceList:
-    """Parse ``00sequences.txt`` as distributed: CRLF, a prose header, tabs and extra spaces,
-    blank lines, ``*missing*`` entries, ranges ``a-b`` separated by commas (gaps allowed)."""
-    try:
-        text = path.read_text(encoding="latin-1")
-    except OSError as exc:
-        raise HpoError(f"cannot read {path} ({exc})") from None
-    result = SequenceList(path)
-    for line in text.splitlines():  # CRLF and LF alike
-        match = _LINE.match(line.strip())
-        if match is None:  # header prose ("Training: person11, 12, ..."), blank lines
-            continue
-        name, rest = match.group(1).lower(), match.group(2)
-        if "missing" in rest.lower():
-            result.missing.append(name)
-            continue
-        ranges = [(int(a), int(b)) for a, b in _RANGE.findall(rest) if 1 <= int(a) <= int(b)]
-        if ranges:
-            result.ranges[name] = ranges
-        else:
-            result.irregular.append(line.strip())
-    return result
-
-
-def _find_sequences_file(folder: Path) -> Optional[Path]:
-    for candidate in (folder / SEQUENCES_FILE, *sorted(folder.glob(f"*/{SEQUENCES_FILE}"))):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 # ----------------------------------------------------------------------------- videos
@@ -326,17 +283,16 @@ class KTH(Dataset):
                                              Optional[SequenceList]]:
         self.check(spec)
         folder = dataset_dir(spec, self.folder)
+        where = looked_in(spec, self.folder)
         if not folder.is_dir():
-            raise HpoError(f"KTH folder {looked_in(spec, self.folder)} not found; put the "
-                           "personXX_<action>_dY_uncomp.avi files (and 00sequences.txt) there "
-                           "or pass --data-dir; see "
+            raise HpoError(f"KTH folder {where} not found; put the personXX_<action>_dY_uncomp.avi "
+                           "files (and 00sequences.txt) there or pass --data-dir; see "
                            "datasets/README.md")
         sources, duplicates = find_videos(folder)
         if not sources:
-            raise HpoError(f"no KTH videos in {looked_in(spec, self.folder)}: expected personXX_<action>_dY_uncomp.avi "
-                           "files or frame folders personXX_<action>_dY/image_0001.png; see "
-                           "datasets/README.md")
-        path = _find_sequences_file(folder)
+            raise HpoError(f"no KTH videos in {where}: expected personXX_<action>_dY_uncomp.avi "
+                           "files or frame folders personXX_<action>_dY/image_0001.png")
+        path = find_sequences_file(folder)
         use = options_of(self, spec)["sequences"] == "auto"
         sequences = parse_sequences(path) if (path is not None and use) else None
         return folder, sources, duplicates, sequences
@@ -357,7 +313,7 @@ class KTH(Dataset):
         return cache, entries, sequences
 
     def load(self, spec: DataSpec, device: torch.device) -> VideoData:
-        cache, entries, sequences = self._entries(spec, show_progress=_interactive())
+        cache, entries, sequences = self._entries(spec, show_progress=sys.stderr.isatty())
         plans = plan_splits(entries, sequences, spec)
         for split, plan in plans.items():
             check_windows("KTH", split, plan.starts, spec, plan.stride,
@@ -382,8 +338,8 @@ class KTH(Dataset):
         cache = cache_dir(folder, self.name, _settings(spec))
         entries = [_peek(cache, s) for s in sources]
         plans = plan_splits(entries, sequences, spec)
-        cached = sum(e.cached for e in entries)
-        notes = [f"duplicate (ignored): {d}" for d in duplicates]
+        cached, notes = sum(e.cached for e in entries), [f"duplicate (ignored): {d}"
+                                                         for d in duplicates]
         if sequences is not None:
             unlisted = [e.source.name for e in entries if e.source.name not in sequences.ranges]
             if unlisted:
@@ -391,8 +347,7 @@ class KTH(Dataset):
         else:
             notes.append(f"no {SEQUENCES_FILE} in use: whole videos are segments")
         return {
-            "dataset": self.name,
-            "dir": str(folder),
+            "dataset": self.name, "dir": str(folder),
             "files": {"videos": sum(s.kind == "avi" for s in sources),
                       "frame_folders": sum(s.kind == "frames" for s in sources),
                       "sequences_file": str(sequences.path) if sequences else None},
@@ -411,9 +366,3 @@ class KTH(Dataset):
                         for e in entries if not e.ok],
             "notes": notes,
         }
-
-
-def _interactive() -> bool:
-    import sys
-
-    return sys.stderr.isatty()

@@ -32,6 +32,7 @@ from .. import archs
 from .. import data as datasets
 from ..errors import HpoError
 from ..specs import DataSpec, ModelSpec, TrainSpec, from_dict, load_yaml
+from ..store import mask_url
 from ..store.records import (
     best_trials,
     config_id,
@@ -48,6 +49,7 @@ __all__ = [
     "Configuration",
     "export_study",
     "dump_export",
+    "write_export",
     "load_configurations",
     "plan_from_config",
 ]
@@ -58,7 +60,7 @@ FORMATS = ("yaml", "json")
 
 # --------------------------------------------------------------------------- writing
 def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = False,
-                 storage_label: str = "") -> dict[str, Any]:
+                 url: str = "") -> dict[str, Any]:
     """The export document of study ``name`` (see the module docstring); JSON-safe.
 
     Compare studies hold test-set results and are refused: selecting on the test split would
@@ -90,7 +92,7 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
             "model_spec": t.user_attrs["model_spec"], "train_spec": train,
         })
     return json.loads(json.dumps({
-        "format": FORMAT, "study": name, "storage": storage_label, "kind": kind,
+        "format": FORMAT, "study": name, "storage": mask_url(url) if url else "", "kind": kind,
         "arch": source["arch"], "data": source["data"], "budget": budget,
         "budget_changes": changes, "objective": attrs.get("objective", "val_mse"),
         "data_spec": spec["data"], "configurations": configurations,
@@ -112,6 +114,14 @@ def dump_export(document: Mapping[str, Any], fmt: str = "yaml") -> str:
             f" --config THIS_FILE\n")
     return head + yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=None,
                                  width=99)
+
+
+def write_export(text: str, out: str | Path, document: Mapping[str, Any]) -> str:
+    """Write an export to ``out`` (folders created); returns the line that says so."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text)
+    return (f"wrote {out}: {len(document['configurations'])} configuration(s) of "
+            f"{document['study']}")
 
 
 # --------------------------------------------------------------------------- reading back

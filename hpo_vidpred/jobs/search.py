@@ -133,6 +133,32 @@ def make_pruner(plan: StudyPlan) -> optuna.pruners.BasePruner:
     return PRUNERS.get(plan.spec.pruner)(plan.train)
 
 
+TRIVIAL_AFTER = 2  # epochs after which a trial must beat the trivial predictors to go on
+
+
+class _TrivialGuard:
+    """The trial as training sees it (``report``, ``should_prune``), also pruning once, from
+    epoch :data:`TRIVIAL_AFTER` on, its validation MSE is no better than the best trivial
+    predictor's (the study's ``baselines``): a network no better than black frames or a copy of
+    the last input after two epochs has collapsed to a constant or learns far too slowly, and
+    Hyperband keeps the first trials of a bracket to their first rung, which can be the last
+    epoch. The study's pruner (and TPE's use of Hyperband's brackets) is untouched."""
+
+    def __init__(self, trial: optuna.Trial, floor: float, epochs: int) -> None:
+        self.trial, self.floor, self.epochs = trial, floor, epochs
+        self.last, self.tripped = (0, math.inf), False
+
+    def report(self, value: float, step: int) -> None:
+        self.trial.report(value, step)
+        self.last = (step, value)
+
+    def should_prune(self) -> bool:
+        step, value = self.last
+        # (after the last epoch there is nothing left to save)
+        self.tripped = TRIVIAL_AFTER <= step < self.epochs and value >= self.floor
+        return self.tripped or self.trial.should_prune()
+
+
 # --------------------------------------------------------------------------- the plan
 @dataclass(frozen=True)
 class StudyPlan:
@@ -274,13 +300,18 @@ class TrainObjective:
             model = archs.create_model(model_spec)
         except HpoError as exc:  # a sampled combination the architecture rejects
             return Outcome(TrialState.FAIL, reason=f"invalid configuration: {exc}")
-        result = train_mod.train_and_evaluate(model, data, train_spec, trial=trial,
+        baselines = study_baselines(trial.study.user_attrs)
+        guarded = trial if plan.spec.pruner == "none" or not baselines else _TrivialGuard(
+            trial, min(v["mse"] for k, v in baselines.items() if k != "split"), train_spec.epochs)
+        result = train_mod.train_and_evaluate(model, data, train_spec, trial=guarded,
                                               data_spec=plan.data, eta=eta)
         for key, value in result.user_attrs().items():
             trial.set_user_attr(key, value)
         if artifact_store is not None and result.best_epoch > 0:
             _upload_strip(trial, model, data, plan.data, artifact_store)
         state, reason = _ENDINGS[result.stop_reason]
+        if getattr(guarded, "tripped", False):
+            reason = "pruned after epoch {epochs}: no better than a trivial predictor"
         value = result.best_val_mse if state == TrialState.COMPLETE else None
         return Outcome(state, value=value, epochs=result.epochs,
                        reason=reason.format(epochs=result.epochs, device=result.device))

@@ -39,7 +39,7 @@ def _plan(**kw):
     if "search_space" not in kw:
         kw["search_space"] = _space(TINY + "  cell: {type: categorical, choices: "
                                            "[convlstm, stlstm]}\n", "default.yaml")
-    return plan_study(StudySpec(budget="smoke", **kw))
+    return plan_study(StudySpec(**{"budget": "smoke", **kw}))
 
 
 def _study(name: str, url: str = SQLITE) -> optuna.Study:
@@ -301,3 +301,31 @@ def test_training_projects_its_length_after_a_few_steps(monkeypatch) -> None:
     monkeypatch.setattr(train, "ETA_NOTICE_S", 0.0)
     train.train_and_evaluate(model, data, spec, eta=calls.append)
     assert len(calls) == 1 and calls[0] > 0  # once, with all 12 steps projected
+
+
+def test_a_trial_no_better_than_a_trivial_predictor_is_pruned_after_two_epochs() -> None:
+    """Baselines no network reaches in a few steps (MSE 1e-6): every trial stops at epoch 2 of 3,
+    said so; with --pruner none the same trials run to the end."""
+    from hpo_vidpred import budgets
+    from hpo_vidpred.jobs.search import TrainObjective
+
+    budget = budgets.Budget(name="smoke3", summary="3 epochs", schedule={"*": (3, 2)},
+                            frame_height=16, max_in=2, max_out=2, max_batch=4, val_size=4,
+                            max_width=8)
+    budgets.BUDGETS.register("smoke3")(budget)
+
+    class Unbeatable(TrainObjective):
+        def baselines(self, plan, device) -> dict:
+            return {"split": "val", **{k: {"mse": 1e-6} for k in ("black", "copy_last",
+                                                                   "mean_input")}}
+    try:
+        for pruner, state in (("median", TrialState.PRUNED), ("none", TrialState.COMPLETE)):
+            plan = _plan(budget="smoke3", pruner=pruner, name=f"guard-{pruner}")
+            summary = run(plan, storage_url=SQLITE, trials=2, progress=False,
+                          objective=Unbeatable())
+            assert summary["trials"]["finished"] == 2
+            for t in _study(plan.name).trials:
+                assert t.state == state
+                assert t.user_attrs["epochs"] == (2 if pruner == "median" else 3)
+    finally:
+        budgets.BUDGETS._items.pop("smoke3")
