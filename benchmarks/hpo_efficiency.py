@@ -68,7 +68,7 @@ def _register_plain_tpe() -> None:
     """Optuna's TPE as a user writes it without options (independent, 10 startup trials)."""
     import optuna
 
-    from hpo_vidpred.jobs.search import SAMPLERS
+    from hpo_vidpred.jobs.samplers import SAMPLERS
 
     if "tpe-plain" not in SAMPLERS:
         SAMPLERS.register("tpe-plain")(

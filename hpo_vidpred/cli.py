@@ -25,7 +25,7 @@ from .errors import HpoError  # noqa: E402
 from .data import default_spec, download, format_info, info, prepare  # noqa: E402
 from .jobs import (compare as compare_job, export as export_job, fixed as fixed_job,  # noqa: E402
                    matrix as matrix_job, search, workers)
-from .jobs.search import PRUNERS, SAMPLERS  # noqa: E402
+from .jobs.samplers import PRUNERS, SAMPLERS  # noqa: E402
 from .specs import StudySpec  # noqa: E402
 from .store import normalize_url, open_storage  # noqa: E402
 

@@ -19,15 +19,7 @@ import torch
 from ..errors import HpoError
 from ..specs import DataSpec
 from ..ui import track
-from ._base import (
-    DATASETS,
-    SPLITS,
-    Dataset,
-    dataset_dir,
-    eval_stride,
-    looked_in,
-    resize_frames,
-)
+from ._base import DATASETS, SPLITS, Dataset, dataset_dir, eval_stride, looked_in, resize_frames
 from ._files import cache_dir, load_json, save_json, save_npy, stamp
 from .batches import VideoData, check_windows, window_starts, windowed_data
 

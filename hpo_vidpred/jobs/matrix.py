@@ -26,7 +26,8 @@ from ..errors import HpoError
 from ..specs import StudySpec
 from ..store import mask_url, normalize_url, open_storage
 from .compare import plan_compare, run_compare
-from .search import PRUNERS, SAMPLERS, plan_study
+from .samplers import PRUNERS, SAMPLERS
+from .search import plan_study
 from .workers import run as run_study
 
 __all__ = ["MatrixPlan", "plan_matrix", "run_matrix", "format_summary"]

@@ -36,13 +36,12 @@ from ..store import artifact_dir, open_artifact_store, open_storage, study_lock
 from ..store import lifecycle
 from ..store.records import trial_counts
 from .progress import StudyProgress
+from .samplers import make_pruner, make_sampler
 from .search import (
     Outcome,
     StudyPlan,
     TrainObjective,
     eta_line,
-    make_pruner,
-    make_sampler,
     open_search_study,
     summarize,
 )

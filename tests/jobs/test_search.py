@@ -15,13 +15,15 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from objectives import Stub
 from PIL import Image
 
 from hpo_vidpred import cli
 from hpo_vidpred.errors import HpoError
 from hpo_vidpred.specs import StudySpec
 from hpo_vidpred.store import open_artifact_store, open_storage
-from hpo_vidpred.jobs.search import PRUNERS, SAMPLERS, Outcome, plan_study
+from hpo_vidpred.jobs.samplers import PRUNERS, SAMPLERS
+from hpo_vidpred.jobs.search import Outcome, plan_study
 from hpo_vidpred.jobs.workers import run
 
 SQLITE = "sqlite:///studies/hpo.db"
@@ -130,17 +132,8 @@ def test_a_diverging_trial_is_recorded_with_its_reason_and_the_study_goes_on() -
     assert {f["reason"] for f in summary["failures"]} == {"diverged: non-finite loss in epoch 1"}
 
 
-class Curve:
+class Curve(Stub):
     """Cheap objective: lr above 0.1 is a useless region whose curve never falls."""
-
-    def prepare(self, plan, device) -> None:
-        pass
-
-    def check(self, plan) -> None:
-        pass
-
-    def baselines(self, plan, device) -> None:
-        return None
 
     def __call__(self, trial, plan, device, artifact_store, eta=None) -> Outcome:
         lr = plan.space.sample(trial)["lr"]
@@ -242,17 +235,11 @@ BASELINES = {"split": "val", "black": {"mse": 0.02}, "copy_last": {"mse": 0.03},
              "mean_input": {"mse": 0.025}}
 
 
-class Fixed:
+class Fixed(Stub):
     """Completes every trial with ``value``; records fixed baselines; announces a long run."""
 
     def __init__(self, value: float, eta_s: float = 0.0) -> None:
         self.value, self.eta_s = value, eta_s
-
-    def prepare(self, plan, device) -> None:
-        pass
-
-    def check(self, plan) -> None:
-        pass
 
     def baselines(self, plan, device) -> dict:
         return BASELINES

@@ -16,6 +16,7 @@ import uuid
 
 import optuna
 import pytest
+from objectives import Stub
 from optuna.trial import TrialState
 
 from hpo_vidpred.errors import HpoError
@@ -29,20 +30,11 @@ from hpo_vidpred.jobs.workers import run
 SQLITE = "sqlite:///studies/hpo.db"
 
 
-class Sleepy:
+class Sleepy(Stub):
     """Samples the search space, reports two 'epochs' of ``seconds`` each, completes."""
 
     def __init__(self, seconds: float = 0.2) -> None:
         self.seconds = seconds
-
-    def prepare(self, plan, device) -> None:
-        pass
-
-    def check(self, plan) -> None:
-        pass
-
-    def baselines(self, plan, device) -> None:
-        return None
 
     def __call__(self, trial, plan, device, artifact_store, eta=None) -> Outcome:
         values = plan.space.sample(trial)

@@ -1,0 +1,93 @@
+"""Samplers and pruners of ``hpo run``, registered by name (``--sampler``, ``--pruner``)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import optuna
+
+from ..registry import Registry
+from ..specs import TrainSpec
+
+if TYPE_CHECKING:
+    from .search import StudyPlan
+
+__all__ = ["N_STARTUP", "PRUNERS", "SAMPLERS", "make_pruner", "make_sampler"]
+
+# A sampler factory takes (study seed, this worker's seed, random startup trials).
+SAMPLERS: Registry[Callable[[int, int, int], optuna.samplers.BaseSampler]] = Registry("sampler")
+# A pruner factory takes the budgeted TrainSpec (its epochs are the maximal resource).
+PRUNERS: Registry[Callable[[TrainSpec], optuna.pruners.BasePruner]] = Registry("pruner")
+N_STARTUP = 10  # random trials before a model-based sampler starts modelling
+
+
+@SAMPLERS.register("tpe")
+def _tpe(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+    # Multivariate TPE (Falkner et al. 2018) with group decomposition, which models conditional
+    # parameters jointly too; constant_liar keeps parallel workers from sampling the same point.
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                      constant_liar=True, n_startup_trials=n_startup)
+
+
+@SAMPLERS.register("random")
+def _random(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+@SAMPLERS.register("qmc")
+def _qmc(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+    # Scrambled Sobol; every worker must share the scramble seed to draw from one sequence.
+    return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=study_seed,
+                                      independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+                                      warn_asynchronous_seeding=False,
+                                      warn_independent_sampling=False)
+
+
+@SAMPLERS.register("gp")
+def _gp(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup,
+                                     warn_independent_sampling=False)
+
+
+@SAMPLERS.register("cmaes")
+def _cmaes(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+    # CMA-ES models the float and int parameters; categorical ones are sampled at random.
+    return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=n_startup,
+                                        warn_independent_sampling=False)
+
+
+@PRUNERS.register("hyperband")
+def _hyperband(train: TrainSpec) -> optuna.pruners.BasePruner:
+    # Li et al. 2018; the resource is the epoch (train.py reports val_mse at epochs 1, 2, ...).
+    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, train.epochs),
+                                          reduction_factor=3)
+
+
+@PRUNERS.register("asha")
+def _asha(train: TrainSpec) -> optuna.pruners.BasePruner:
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+
+
+@PRUNERS.register("median")
+def _median(train: TrainSpec) -> optuna.pruners.BasePruner:
+    # Prunes from the first epoch on, once 5 trials have completed.
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+
+
+@PRUNERS.register("none")
+def _no_pruner(train: TrainSpec) -> optuna.pruners.BasePruner:
+    return optuna.pruners.NopPruner()
+
+
+def make_sampler(plan: StudyPlan, worker_seed: int) -> optuna.samplers.BaseSampler:
+    """The plan's sampler, seeded for one worker (see :mod:`hpo_vidpred.jobs.workers`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return SAMPLERS.get(plan.spec.sampler)(plan.spec.seed, worker_seed, N_STARTUP)
+
+
+def make_pruner(plan: StudyPlan) -> optuna.pruners.BasePruner:
+    """The plan's pruner, sized to the budgeted number of epochs."""
+    return PRUNERS.get(plan.spec.pruner)(plan.train)
