@@ -26,8 +26,9 @@ _SPECS = {"model_spec": ModelSpec, "data_spec": DataSpec, "train_spec": TrainSpe
 
 
 def checkpoint_path(study: str, name: str) -> Path:
-    """``models/<study>/<name>.pt`` under :func:`hpo_vidpred.paths.models_root`."""
-    return models_root() / study / f"{name}.pt"
+    """``models/<study>/<name>.pt`` under :func:`hpo_vidpred.paths.models_root`, absolute (a
+    store records it, and may be read from another working directory)."""
+    return (models_root() / study / f"{name}.pt").resolve()
 
 
 def save_checkpoint(

@@ -27,7 +27,7 @@ from .jobs import (compare as compare_job, export as export_job, fixed as fixed_
                    matrix as matrix_job, search, workers)
 from .jobs.samplers import PRUNERS, SAMPLERS  # noqa: E402
 from .specs import StudySpec  # noqa: E402
-from .store import normalize_url, open_storage  # noqa: E402
+from .store import normalize_url, open_storage, store_failure  # noqa: E402
 
 app = typer.Typer(
     name="hpo",
@@ -68,7 +68,7 @@ WIDTH = typer.Option(None, help="frame width (default: the dataset's)")
 
 
 def _log(quiet: bool):  # noqa: ANN202
-    return (lambda line: None) if quiet else (lambda line: typer.echo(line, err=True))
+    return lambda line: None if quiet else typer.echo(line, err=True)
 
 
 def _names(value: Optional[str]) -> Optional[list[str]]:
@@ -166,9 +166,9 @@ def compare(
     budget, test each once, record study compare-{arch}-{data}; reruns do only what is missing.
     Example: hpo compare --arch autoencoder --data kth --seeds 3"""
     url = normalize_url(storage)
-    plan = compare_job.plan_compare(open_storage(url), arch, data, cells=_names(cells),
-                                    seeds=seeds, budget=budget, config=config,
-                                    data_dir=data_dir, device=device)
+    plan = compare_job.plan_compare(url, arch, data, cells=_names(cells), seeds=seeds,
+                                    budget=budget, config=config, data_dir=data_dir,
+                                    device=device)
     summary = compare_job.run_compare(plan, url, progress=not (quiet or as_json),
                                       log=_log(quiet or as_json))
     _show(summary, as_json, compare_job.format_summary)
@@ -231,7 +231,7 @@ def export(
     """Best configuration(s) of a study as a file that 'hpo fixed/compare --config' retrain.
     Example: hpo export --study autoencoder-kth --format yaml --per-cell --out best.yaml"""
     url = normalize_url(storage)
-    document = export_job.export_study(open_storage(url, must_exist=True), study, top=top,
+    document = export_job.export_study(open_storage(url, read_only=True), study, top=top,
                                        per_cell=per_cell, url=url)
     text = export_job.dump_export(document, fmt)
     if out is None:
@@ -250,6 +250,8 @@ def dashboard(
     """optuna-dashboard on the study store (127.0.0.1). Example: hpo dashboard --port 8080"""
     from .dashboard import serve
 
+    if not 0 <= port <= 65535:
+        raise HpoError(f"--port {port} is not a port number (0-65535; 0: any free one)")
     serve(storage, host, port, artifacts)
 
 
@@ -293,20 +295,12 @@ def bench(
     from .bench import format_rows
     from .devices import torch_threads
 
-    spec = _data_spec(data, data_dir, height=height, width=width, n_in=n_in, n_out=n_out,
-                      val_size=8, test_size=8)  # validation is not timed: keep loading short
+    spec = default_spec(data, root=data_dir, height=height, width=width, n_in=n_in,
+                        n_out=n_out, val_size=8, test_size=8)  # validation is not timed
     with torch_threads(threads or 0):
         rows = run_bench(spec, _names(arch), _names(cell), batch=batch, steps=steps,
                          warmup=warmup, variants=_names(variants), device=device, progress=True)
     typer.echo(json.dumps(rows, indent=1) if as_json else format_rows(rows))
-
-
-def _data_spec(data: str, data_dir: Optional[str], **fields: Optional[int | str]):  # noqa: ANN202
-    """A DataSpec from --data, --data-dir and whichever spec flags were given."""
-    overrides = {k: v for k, v in fields.items() if v is not None}
-    if data_dir is not None:
-        overrides["root"] = data_dir
-    return default_spec(data, **overrides)
 
 
 @data_app.command("info")
@@ -325,8 +319,9 @@ def data_info(
 ) -> None:
     """Files found, split sizes and cache state.
     Example: hpo data info --data kth --data-dir datasets/kth"""
-    spec = _data_spec(data, data_dir, protocol=protocol, stride=stride, eval_stride=eval_stride,
-                      n_in=n_in, n_out=n_out, height=height, width=width)
+    spec = default_spec(data, root=data_dir, protocol=protocol, stride=stride,
+                        eval_stride=eval_stride, n_in=n_in, n_out=n_out, height=height,
+                        width=width)
     _show(info(spec), as_json, format_info)
 
 
@@ -338,7 +333,8 @@ def data_prepare(
     width: Optional[int] = WIDTH,
 ) -> None:
     """Decode and cache a dataset. Example: hpo data prepare --data kth --data-dir datasets/kth"""
-    typer.echo(format_info(prepare(_data_spec(data, data_dir, height=height, width=width))))
+    typer.echo(format_info(prepare(default_spec(data, root=data_dir, height=height,
+                                                width=width))))
 
 
 @data_app.command("download")
@@ -349,8 +345,7 @@ def data_download(
     mirror: Optional[str] = typer.Option(None, help="a folder URL holding the same file names"),
 ) -> None:
     """Download a dataset where a network exists. Example: hpo data download mmnist"""
-    for line in download(name, data_dir, mirror):
-        typer.echo(line)
+    typer.echo("\n".join(download(name, data_dir, mirror)))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -359,7 +354,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
         # typer turns Ctrl-C into Exit(130), which standalone_mode=False returns as a number
-        if app(args=argv, standalone_mode=False) == 130:
+        if app(args=argv, standalone_mode=False, prog_name="hpo") == 130:
             raise KeyboardInterrupt
     except HpoError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -371,9 +366,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         return int(exc.code or 0)
     except Exception as exc:
         # typer's (vendored) click signals usage errors with exceptions that know how to show
-        # themselves; anything else is a bug and keeps its traceback.
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()
+        # themselves; a store failure (full disk, read-only file, ...) is one line; anything
+        # else is a bug and keeps its traceback.
+        failure = store_failure(exc)
+        if failure:
+            print(f"error: {failure}", file=sys.stderr)
+            return 2
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # a usage error
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) else "hpo"
+            print(f"error: {' '.join(exc.format_message().split()).rstrip('.')}; see '{where} "
+                  "--help'", file=sys.stderr)
             return int(exc.exit_code)
         if type(exc).__name__ == "Abort":
             print("error: aborted", file=sys.stderr)

@@ -27,6 +27,7 @@ runs, each problem as one line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -156,6 +157,23 @@ class SearchSpace:
         return (dataclasses.replace(model, config=config, **model_kw),
                 dataclasses.replace(train, **train_kw))
 
+    def corners(self) -> list[dict[str, Any]]:
+        """Values at every parameter's extremes -- each choice, each end of a range, every value
+        of a short integer range -- one parameter at a time over the others' first values (per
+        layer: the same value in every layer): what a plan checks before anything runs."""
+        first = dict(self.fixed)
+        for p in self.params:
+            first[p.name] = self._layers(p, (p.values() or (p.low,))[0], first)
+        out = [first]
+        for p in self.params:
+            out += [{**first, p.name: self._layers(p, v, first)}
+                    for v in (p.values() or (p.low, p.high))]
+        return out
+
+    @staticmethod
+    def _layers(p: Param, value: Any, values: Mapping[str, Any]) -> Any:
+        return (value,) * int(values[p.per_layer]) if p.per_layer else value
+
     def param(self, name: str) -> Param | None:
         """The parameter called ``name``, if it is searched."""
         return next((p for p in self.params if p.name == name), None)
@@ -259,6 +277,9 @@ def _parse_range(name: str, kind: str, spec: Mapping[str, Any], fail) -> dict[st
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise fail(f"parameter {name!r}: log must be true or false")
+    for key in ("low", "high", "step"):
+        if out[key] is not None and not math.isfinite(out[key]):
+            raise fail(f"parameter {name!r}: {key} must be a finite number, not {out[key]!r}")
     if out["low"] > out["high"]:
         raise fail(f"parameter {name!r}: low {out['low']} > high {out['high']}")
     if log and out["low"] <= 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -95,6 +96,32 @@ class TrainSpec:
     bf16: str = "auto"  # auto (on for CUDA) | on | off
     channels_last: str = "auto"  # auto (on for CUDA, off on CPU where it measured slower) | on | off
     compile: bool | str = False  # torch.compile: False/off | True/on | auto (on for CUDA)
+
+    def __post_init__(self) -> None:
+        """Numbers a run cannot use are one line here, before anything is created."""
+        bad = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, ok, rule in (
+            ("lr", _finite(self.lr) and self.lr > 0, "a positive number"),
+            ("batch_size", _count(self.batch_size), "an integer >= 1"),
+            ("epochs", _count(self.epochs), "an integer >= 1"),
+            ("steps_per_epoch", _count(self.steps_per_epoch), "an integer >= 1"),
+            ("val_batch_size", _count(self.val_batch_size), "an integer >= 1"),
+            ("grad_clip", _finite(self.grad_clip) and self.grad_clip >= 0, "a number >= 0"),
+            ("patience", _count(self.patience, 0), "an integer >= 0"),
+            ("min_delta", _finite(self.min_delta) and self.min_delta >= 0, "a number >= 0"),
+            ("tf_decay", _finite(self.tf_decay) and 0 <= self.tf_decay <= 1, "in [0, 1]"),
+            ("frame_loss_weight", _finite(self.frame_loss_weight) and self.frame_loss_weight >= 0,
+             "a number >= 0")) if not ok]
+        if bad:
+            raise HpoError(f"training setting {'; '.join(bad)}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _count(value: Any, least: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 @dataclass(frozen=True)

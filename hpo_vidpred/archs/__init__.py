@@ -9,7 +9,7 @@ takes the recurrent cell as a spec value, and is called as
 from __future__ import annotations
 
 from . import autoencoder, prednet, spatiotemporal  # noqa: F401  (register the architectures)
-from ._base import ARCHS, Prediction, config_keys, count_params, create_model
+from ._base import ARCHS, Prediction, check_spec, config_keys, count_params, create_model
 from ._fixed import (
     SeedReference,
     fixed_datasets,
@@ -23,6 +23,7 @@ __all__ = [
     "ARCHS",
     "Prediction",
     "SeedReference",
+    "check_spec",
     "config_keys",
     "count_params",
     "create_model",

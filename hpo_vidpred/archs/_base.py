@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ __all__ = [
     "Prediction",
     "VideoModel",
     "check_kernel",
+    "check_spec",
     "config_keys",
     "count_params",
     "create_model",
@@ -146,18 +148,26 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def create_model(spec: ModelSpec) -> nn.Module:
-    """The architecture ``spec.arch`` with cell ``spec.cell``, configured by ``spec.config``.
-
-    Bad names, keys or values are a one-line :class:`HpoError` before anything is built.
-    """
+def check_spec(spec: ModelSpec) -> Any:
+    """The architecture's parsed config of ``spec``; bad names, keys or values are a one-line
+    :class:`HpoError` (nothing is built: cheap enough to check every corner of a search space)."""
     cls = ARCHS.get(spec.arch)
     CELLS.get(spec.cell)
     PEEPHOLES.get(spec.peephole)
     if isinstance(spec.channels, bool) or not isinstance(spec.channels, int) or spec.channels < 1:
         raise HpoError(f"model channels={spec.channels!r} must be a positive int")
-    config = parse_config(cls.Config, spec.config, spec.arch)
-    model = cls(spec, config)
+    if isinstance(spec.forget_bias, bool) or not isinstance(spec.forget_bias, (int, float)) \
+            or not math.isfinite(spec.forget_bias):
+        raise HpoError(f"model forget_bias={spec.forget_bias!r} must be a finite number")
+    return parse_config(cls.Config, spec.config, spec.arch)
+
+
+def create_model(spec: ModelSpec) -> nn.Module:
+    """The architecture ``spec.arch`` with cell ``spec.cell``, configured by ``spec.config``.
+
+    Bad names, keys or values are a one-line :class:`HpoError` before anything is built.
+    """
+    model = ARCHS.get(spec.arch)(spec, check_spec(spec))
     if spec.forget_bias:
         for cell in model.modules():
             if isinstance(cell, Cell):

@@ -55,10 +55,12 @@ def default_spec(name: str, **overrides: Any) -> DataSpec:
     """A :class:`DataSpec` with the dataset's defaults (frame size, task, protocol), the data root
     from ``$HPO_DATA_DIR`` (default ``./datasets``) and ``overrides`` on top.
 
-    Example: ``default_spec("kth", height=32, width=40)`` for a CPU budget.
+    Example: ``default_spec("kth", height=32, width=40)`` for a CPU budget. Overrides that are
+    None are left out (flags not given).
     """
     ds = dataset(name)
-    values = {"name": name, "root": str(data_root()), **ds.defaults, **overrides}
+    values = {"name": name, "root": str(data_root()), **ds.defaults,
+              **{k: v for k, v in overrides.items() if v is not None}}
     spec = from_dict(DataSpec, values, where=f"the {name} data spec")
     ds.check(spec)
     return spec

@@ -316,6 +316,11 @@ class KTH(Dataset):
         cache, entries, sequences = self._entries(spec, show_progress=sys.stderr.isatty())
         plans = plan_splits(entries, sequences, spec)
         for split, plan in plans.items():
+            if not plan.entries:
+                raise HpoError(f"KTH split '{split}' has no video (protocol '{spec.protocol}', "
+                               f"persons {' '.join(map(str, plan.persons))}) in "
+                               f"{dataset_dir(spec, self.folder)}; add those persons' videos or "
+                               "choose another protocol")
             check_windows("KTH", split, plan.starts, spec, plan.stride,
                           f", protocol '{spec.protocol}', persons "
                           f"{' '.join(map(str, plan.persons))}): {len(plan.entries)} videos, "

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
@@ -40,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import archs
 from .. import data as datasets
+from ..errors import HpoError
 from ..specs import METRICS, DataSpec, to_dict
 from ..store import mask_url, normalize_url, open_storage
 from ..store.records import encode_frames, judge, open_record, ratio_text
@@ -73,17 +73,22 @@ def run_compare(plan: ComparePlan, storage: Optional[str] = None, *, progress: b
     url = normalize_url(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = open_storage(url)
-    study = open_record(store, plan.study_name, "compare", plan.record(),
-                        budget=plan.budget_changes, objective="test_mse",
-                        fix="compare at the original budget or use another store with "
-                            "--storage URL")
-    done = {_key(t) for t in study.get_trials(deepcopy=False) if _finished(t)}
+
+    def study_of(create: bool) -> Optional[optuna.Study]:
+        return open_record(store, plan.study_name, "compare", plan.record(),
+                           budget=plan.budget_changes, objective="test_mse", create=create,
+                           fix="compare at the original budget or use another store with "
+                               "--storage URL")
+
+    study = study_of(create=False)  # another spec is refused before anything is loaded
+    done = {_key(t) for t in study.get_trials(deepcopy=False) if _finished(t)} if study else set()
     todo = [r for r in plan.retrains if r.key not in done]
     log(f"{plan.study_name}: {len(plan.retrains) - len(todo)} of {len(plan.retrains)} retrains "
         f"already stored, {len(todo)} to run (budget {plan.budget}, cells "
         f"{', '.join(plan.cells)}, seeds {', '.join(map(str, plan.seeds))})")
-    if todo or "baselines" not in study.user_attrs:
+    if todo or study is None or "baselines" not in study.user_attrs:
         data = datasets.load(plan.data, todo[0].train.device if todo else "auto")
+        study = study or study_of(create=True)  # the data loaded: no empty study left behind
         ctx = _Context(store, mask_url(url), data, progress, log)
         if "test_frames" not in study.user_attrs:
             frames = data.split("test")[0].cpu()  # (T, C, H, W) uint8
@@ -113,7 +118,7 @@ def _finished(trial: FrozenTrial) -> bool:
 
 def _retrain(plan: ComparePlan, r: Retrain, ctx: _Context) -> FrozenTrial:
     """Train (or reuse) one retrain, test it once; the trial to add to the comparison study."""
-    from ..checkpoint import checkpoint_path, load_checkpoint
+    from ..checkpoint import checkpoint_path
     from ..devices import resolve_options, seed_everything
     from ..train import evaluate, train_and_evaluate
 
@@ -122,14 +127,11 @@ def _retrain(plan: ComparePlan, r: Retrain, ctx: _Context) -> FrozenTrial:
                              "source_study": r.source_study,
                              "model_spec": to_dict(r.model), "train_spec": to_dict(r.train)}
     if r.role == "fixed":
-        fixed_trial = _fixed_run(r.fixed_plan, ctx)
+        fixed_trial, model = _fixed_run(r.fixed_plan, ctx)
         attrs.update({k: v for k, v in fixed_trial.user_attrs.items()
                       if k not in ("model_spec", "train_spec")})
         attrs["source_trial"] = f"{r.fixed_plan.study_name} trial {fixed_trial.number}"
         curve = dict(fixed_trial.intermediate_values)
-        model = None
-        if fixed_trial.state == TrialState.COMPLETE:
-            model, _ = load_checkpoint(fixed_trial.user_attrs["checkpoint"])
     else:
         ctx.log(f"{plan.study_name}: training {r.cell} optimized seed {r.seed} ({r.source})")
         seed_everything(r.seed)
@@ -162,20 +164,30 @@ def _retrain(plan: ComparePlan, r: Retrain, ctx: _Context) -> FrozenTrial:
                                      user_attrs=attrs, intermediate_values=curve)
 
 
-def _fixed_run(fixed: FixedPlan, ctx: _Context) -> FrozenTrial:
-    """The ``hpo fixed`` trial of this plan's seed: reused when stored with the same spec and its
-    checkpoint on disk, else trained now (:func:`hpo_vidpred.jobs.fixed.train_fixed`)."""
+def _fixed_run(fixed: FixedPlan, ctx: _Context) -> tuple[FrozenTrial, Any]:
+    """The ``hpo fixed`` trial of this plan's seed and its best weights (None if it failed):
+    the newest stored one with the same spec whose checkpoint loads, else trained now
+    (:func:`hpo_vidpred.jobs.fixed.train_fixed`). A damaged checkpoint is retrained, never
+    reused."""
+    from ..checkpoint import load_checkpoint
+
     study = fixed.open(ctx.store, create=False)
-    for t in study.get_trials(deepcopy=False) if study is not None else ():
-        if (t.user_attrs.get("train_spec") or {}).get("seed") != fixed.train.seed:
+    for t in sorted(study.get_trials(deepcopy=False) if study else (), key=lambda t: -t.number):
+        if (t.user_attrs.get("train_spec") or {}).get("seed") != fixed.train.seed \
+                or t.state != TrialState.COMPLETE or "checkpoint" not in t.user_attrs:
             continue
-        if t.state == TrialState.COMPLETE and Path(t.user_attrs.get("checkpoint", "")).is_file():
-            ctx.log(f"{fixed.study_name}: reusing trial {t.number} (seed {fixed.train.seed})")
-            return t
+        try:
+            model, _ = load_checkpoint(t.user_attrs["checkpoint"])
+        except HpoError as exc:
+            ctx.log(f"{fixed.study_name}: trial {t.number} not reused: {exc}")
+            continue
+        ctx.log(f"{fixed.study_name}: reusing trial {t.number} (seed {fixed.train.seed})")
+        return t, model
     ctx.log(f"{fixed.study_name}: training seed {fixed.train.seed} (hpo fixed)")
     summary = train_fixed(fixed, ctx.store, ctx.data, ctx.label, progress=ctx.progress)
-    study = fixed.open(ctx.store, create=False)
-    return study.trials[summary["trial"]]
+    trial = fixed.open(ctx.store, create=False).trials[summary["trial"]]
+    model = load_checkpoint(summary["checkpoint"])[0] if summary["checkpoint"] else None
+    return trial, model
 
 
 @torch.no_grad()

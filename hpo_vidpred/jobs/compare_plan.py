@@ -19,7 +19,9 @@ from .. import archs
 from .. import data as datasets
 from ..cells import CELLS
 from ..errors import HpoError
+from ..devices import resolve_device
 from ..specs import DataSpec, ModelSpec, StudySpec, TrainSpec, dict_changes, from_dict, to_record
+from ..store import open_storage, sqlite_path
 from ..store.records import best_trials, config_id, study_kind, trial_cell
 from .export import load_configurations
 from .fixed import FixedPlan, plan_fixed
@@ -80,23 +82,28 @@ class ComparePlan:
 
 
 # --------------------------------------------------------------------------- planning
-def plan_compare(storage: Any, arch: str, data: str, *, cells: Optional[Sequence[str]] = None,
+def plan_compare(url: str, arch: str, data: str, *, cells: Optional[Sequence[str]] = None,
                  seeds: int = 3, budget: Optional[str] = None, config: Optional[str] = None,
                  data_dir: Optional[str] = None, device: str = "auto") -> ComparePlan:
-    """Find each cell's optimized configuration (store or ``config``) and the fixed one.
+    """Find each cell's optimized configuration (the store at ``url``, read only, or
+    ``config``) and the fixed one; nothing is created or written.
 
     ``cells`` default to every registered cell; a default cell without a search study is skipped
     with a note, an asked-for one is an error. ``budget`` defaults to the search budget.
     """
     archs.ARCHS.get(arch)
     datasets.DATASETS.get(data)
+    resolve_device(device)
     if seeds < 1:
         raise HpoError("--seeds must be at least 1")
     asked = list(cells) if cells else None
     for cell in asked or ():
         CELLS.get(cell)
-    sources = (_file_sources(config, arch, data, data_dir) if config
-               else _store_sources(storage, arch, data, asked or CELLS.names()))
+    db = sqlite_path(url)
+    sources = (_file_sources(config, arch, data, data_dir) if config else {}
+               if db is not None and not db.is_file() else  # no store yet: nothing searched
+               _store_sources(open_storage(url, read_only=True), arch, data,
+                              asked or CELLS.names()))
     notes = []
     for cell in asked or CELLS.names():
         if cell not in sources:

@@ -86,9 +86,13 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
     for rank, t in enumerate(trials, start=1):
         train = dict(t.user_attrs["train_spec"])
         train.pop("device", None)
+        config = t.user_attrs["model_spec"].get("config", {})
+        capped = [f"{k}: {v} -> {config[k]}" for k, v in t.params.items()
+                  if k in config and config[k] != v]  # what the budget changed (widths, patch)
         configurations.append({
             "rank": rank, "cell": trial_cell(t), "trial": t.number, "val_mse": t.value,
             "n_params": t.user_attrs.get("n_params"), "params": dict(t.params),
+            **({"budget_capped": capped} if capped else {}),
             "model_spec": t.user_attrs["model_spec"], "train_spec": train,
         })
     return json.loads(json.dumps({

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from .. import archs, budgets
 from .. import data as datasets
+from ..devices import resolve_device
 from ..specs import DataSpec, ModelSpec, TrainSpec, to_dict, to_record
 from ..store import mask_url, normalize_url, open_storage
 from ..store.records import open_record, ratio_text
@@ -78,8 +79,8 @@ def plan_fixed(arch: str, data: str, cell: str, budget: str = "seed", *,
 
     Every bad name is a one-line :class:`HpoError` listing the valid ones.
     """
-    overrides = {"root": data_dir} if data_dir else {}
-    data_spec = datasets.default_spec(data, **overrides)
+    resolve_device(device)
+    data_spec = datasets.default_spec(data, root=data_dir)
     model_spec = archs.fixed_spec(arch, data, cell, channels=data_spec.channels)
     train_spec = TrainSpec(**FIXED_TRAIN, seed=seed, device=device)
     # fixed_model: the seed's widths stay, so the parameter count is the seed's at every budget.

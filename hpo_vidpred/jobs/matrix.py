@@ -24,7 +24,7 @@ from ..cells import CELLS
 from ..devices import resolve_devices
 from ..errors import HpoError
 from ..specs import StudySpec
-from ..store import mask_url, normalize_url, open_storage
+from ..store import mask_url, normalize_url
 from .compare import plan_compare, run_compare
 from .samplers import PRUNERS, SAMPLERS
 from .search import plan_study
@@ -147,7 +147,7 @@ def run_matrix(plan: MatrixPlan, storage: Optional[str] = None, out: Optional[st
                     f"{summary['trials']['finished']} finished, {summary['ran_this_run']} run now")
             log(f"matrix [{step}/{total}] fixed baselines and comparison compare-{arch}-{data}: "
                 f"{plan.seeds} seed(s) per cell")
-            compare = plan_compare(open_storage(url), arch, data, cells=list(plan.cells),
+            compare = plan_compare(url, arch, data, cells=list(plan.cells),
                                    seeds=plan.seeds, budget=plan.budget,
                                    data_dir=plan.data_dir or None,
                                    device=resolve_devices(plan.devices)[0])

@@ -134,6 +134,13 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     model = archs.fixed_spec(spec.arch, spec.data, default_cell)
     model = dataclasses.replace(model, channels=data.channels)
     model, train = space.apply(space.fixed, model, TrainSpec(seed=spec.seed))
+    for values in space.corners():  # a value no trial could train is an error now, not per trial
+        try:
+            corner = budgets.apply(spec.budget, data, *space.apply(values, model, train))
+            archs.check_spec(corner[1])
+        except HpoError as exc:
+            shown = ", ".join(f"{k}={v}" for k, v in values.items() if space.param(k))
+            raise HpoError(f"search space {source}: {exc} (at {shown})") from None
     budgeted = budgets.apply(spec.budget, data, model, train)
     return StudyPlan(spec=spec, space=space, data=budgeted[0], model=budgeted[1],
                      train=budgeted[2], raw=(data, model, train))
@@ -151,7 +158,7 @@ def open_search_study(plan: StudyPlan, storage: Any, sampler: Any = None,
     return open_record(
         storage, plan.name, "search", plan.record(),
         budget=budgets.describe(plan.spec.budget, *plan.raw), sampler=sampler, pruner=pruner,
-        fix="rerun with the original settings to continue it, or start a new study with "
+        extra={"seed": plan.spec.seed}, fix="rerun with the original settings to continue it, or start a new study with "
             "--study NAME")
 
 

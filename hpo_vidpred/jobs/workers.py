@@ -16,6 +16,7 @@ or was interrupted is counted once, by its retry.
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -32,7 +33,8 @@ from optuna.trial import TrialState
 from ..devices import resolve_devices, resolve_workers, torch_threads
 from ..errors import HpoError
 from ..interrupts import install_interrupts, interrupts, take_interrupt
-from ..store import artifact_dir, open_artifact_store, open_storage, study_lock
+from ..store import (artifact_dir, mask_url, open_artifact_store, open_storage, store_failure,
+                     study_lock)
 from ..store import lifecycle
 from ..store.records import trial_counts
 from .progress import StudyProgress
@@ -149,14 +151,16 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, job: Job, index: int, d
         outcome = Outcome(TrialState.PRUNED, reason="pruned")
     except KeyboardInterrupt:
         take_interrupt()
-        lifecycle.fail_and_requeue(study, trial, "interrupted")
-        beat.stop()
+        _give_back(study, trial, "interrupted", beat)
         raise
     except HpoError as exc:  # the environment, not the configuration: run it again later
-        lifecycle.fail_and_requeue(study, trial, str(exc))
-        beat.stop()
+        _give_back(study, trial, str(exc), beat)
         raise
     except Exception as exc:  # a bug or an unexpected failure: recorded, the study goes on
+        failure = store_failure(exc, mask_url(job.storage_url))
+        if failure:  # a full disk or a read-only store: the environment again
+            _give_back(study, trial, failure, beat)
+            raise HpoError(failure) from None
         outcome = Outcome(TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}",
                           attrs={"error": True})
     try:
@@ -164,12 +168,29 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, job: Job, index: int, d
             trial.set_user_attr("fail_reason", outcome.reason)
         study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None,
                    state=outcome.state)
+    except Exception as exc:  # the store refused the result (full disk, read-only, ...)
+        failure = store_failure(exc, mask_url(job.storage_url))
+        if failure is None:
+            raise
+        raise HpoError(failure) from None  # the trial is re-run after the heartbeat grace
     finally:
         beat.stop()
     emit({"event": "end", "worker": index, "number": trial.number, "state": outcome.state.name,
           "value": outcome.value, "reason": outcome.reason, "seconds": time.time() - started,
           "params": trial.params, "device": device})
     return outcome
+
+
+def _give_back(study: optuna.Study, trial: optuna.Trial, reason: str,
+               beat: lifecycle.Heartbeat) -> None:
+    """Fail a trial that could not finish for a reason outside its configuration and queue it
+    again; where the store itself refuses (full disk), it is re-run after the heartbeat grace."""
+    beat.stop()
+    try:
+        lifecycle.fail_and_requeue(study, trial, reason)
+    except Exception as exc:  # noqa: BLE001
+        if store_failure(exc) is None:
+            raise
 
 
 def _parent_alive() -> bool:
@@ -196,9 +217,11 @@ def _worker_main(job: Job, index: int, device: str, threads: int, events: Any) -
     except HpoError as exc:
         events.put({"event": "error", "worker": index, "message": str(exc)})
     except Exception as exc:
-        events.put({"event": "error", "worker": index,
-                    "message": f"worker {index} crashed: {type(exc).__name__}: {exc}"})
-        raise
+        failure = store_failure(exc, mask_url(job.storage_url))
+        events.put({"event": "error", "worker": index, "message": failure or
+                    f"worker {index} crashed: {type(exc).__name__}: {exc}"})
+        if failure is None:
+            raise
     finally:
         take_interrupt()  # the parent may still signal while this process exits
 
@@ -218,21 +241,20 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     the CPU workers). Ctrl-C (or SIGTERM) stops every worker; what finished is stored and
     interrupted trials are queued to run first next time.
     """
-    if trials < 1:
-        raise HpoError("--trials must be at least 1")
-    if timeout is not None and timeout <= 0:
-        raise HpoError("--timeout must be a positive number of seconds")
+    _check_flags(trials=trials, timeout=timeout, heartbeat=heartbeat, grace=grace,
+                 threads=threads)
     started = time.time()
     device_list = resolve_devices(devices)
     workers = resolve_workers(workers, device_list)
     objective = objective if objective is not None else TrainObjective()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage_url, heartbeat_interval=heartbeat, grace_period=grace)
-    if workers == 1:  # missing data fails here, before the study exists (and it stays loaded)
+    if workers == 1:  # missing data fails here, before the store is opened (and stays loaded)
         objective.prepare(plan, device_list[0])
     else:  # the same check without loading the data here
         objective.check(plan)
+    storage = open_storage(storage_url, heartbeat_interval=heartbeat, grace_period=grace)
     with study_lock(storage, plan.name):
+        existed = plan.name in optuna.get_all_study_names(storage)
         study = open_search_study(plan, storage)
     before = study.get_trials(deepcopy=False)
     job = Job(plan=plan, storage_url=storage_url, target=trials,
@@ -240,21 +262,44 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
               artifacts=str(artifact_dir(storage_url, artifacts)), objective=objective,
               seed_base=len(before), poll_s=min(2.0, heartbeat / 2))
     notes: list[str] = []
+    if study.user_attrs.get("seed", plan.spec.seed) != plan.spec.seed:
+        notes.append(f"note: the study was started with --seed {study.user_attrs['seed']}; "
+                     f"this run's trials derive their seeds from --seed {plan.spec.seed}")
     view = StudyProgress(progress, study, trials, workers, device_list, storage_url)
     finished = trial_counts(before)["finished"]
     if finished >= trials:
         notes.append(f"the study already has {finished} finished trials; nothing to run (--trials "
                      "is the study's total: raise it to add trials)")
     else:
-        with view, interrupts():
-            if workers == 1:
-                with torch_threads(threads if device_list[0] == "cpu" else 0):
-                    work(job, 0, device_list[0], view.event)
-            else:
-                notes += _pool(job, workers, device_list, view, threads)
+        try:
+            with view, interrupts():
+                if workers == 1:
+                    with torch_threads(threads if device_list[0] == "cpu" else 0):
+                        work(job, 0, device_list[0], view.event)
+                else:
+                    notes += _pool(job, workers, device_list, view, threads)
+        except BaseException:
+            if not existed:  # a run that could not start leaves no study behind
+                with study_lock(storage, plan.name):
+                    if not study.get_trials(deepcopy=False):
+                        optuna.delete_study(study_name=plan.name, storage=storage)
+            raise
     notes += view.notes
     summary = summarize(study, storage_url, trials, time.time() - started, view.ended, notes)
     return {**summary, "workers": workers, "devices": device_list}
+
+
+def _check_flags(*, trials: int, timeout: float | None, heartbeat: int, grace: int | None,
+                 threads: int) -> None:
+    """Numbers ``hpo run`` cannot use: one line each, before anything is opened or created."""
+    if trials < 1:
+        raise HpoError("--trials must be at least 1")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise HpoError("--timeout must be a positive number of seconds")
+    if heartbeat < 1 or (grace is not None and grace < 1):
+        raise HpoError("--heartbeat (and a grace period) must be at least 1 second")
+    if threads < 0:
+        raise HpoError("--threads must be 0 (share the cores out) or a positive number")
 
 
 def _pool(job: Job, workers: int, devices: list[str], view: StudyProgress,

@@ -171,7 +171,7 @@ def write_report(storage: Optional[str] = None, out: Optional[str | Path] = None
     """
     url = normalize_url(storage)
     label = mask_url(url)
-    store = collect(open_storage(url, must_exist=True), label, pattern)
+    store = collect(open_storage(url, read_only=True), label, pattern)
     if not store.search and not store.compare:
         raise HpoError(f"no search or comparison study matching {pattern!r} in {label}; run "
                        "hpo run / hpo compare first or change --studies")

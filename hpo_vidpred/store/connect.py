@@ -22,12 +22,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from urllib.parse import quote
+
 import optuna
 from filelock import FileLock
 from optuna.artifacts import FileSystemArtifactStore
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
 
 from ..errors import HpoError
 from ..paths import default_storage
@@ -41,6 +44,7 @@ __all__ = [
     "open_artifact_store",
     "open_storage",
     "sqlite_path",
+    "store_failure",
     "study_lock",
 ]
 
@@ -90,29 +94,36 @@ def open_storage(
     grace_period: int | None = None,
     must_exist: bool = False,
     create_tables: bool = True,
+    read_only: bool = False,
 ) -> optuna.storages.RDBStorage:
     """Open (and create where needed) the study store at ``url``.
 
     With ``heartbeat_interval`` (seconds) running trials record heartbeats; a trial silent for
     ``grace_period`` (default twice the interval) is failed and re-queued up to
-    :data:`MAX_RETRIES` times. ``must_exist`` refuses to create a new SQLite file (for readers such
-    as the dashboard); ``create_tables=False`` skips the schema check for a store known to exist
-    (a worker whose parent opened it: faster start). Fails within seconds with one line when the
-    database cannot be reached.
+    :data:`MAX_RETRIES` times. ``must_exist`` refuses to create a new SQLite file (the dashboard);
+    ``read_only`` (report, export) also writes nothing: a SQLite file is opened ``mode=ro`` (or
+    ``immutable`` when its folder is read-only), without lock file or journal change.
+    ``create_tables=False`` skips the schema check for a store known to exist (a worker whose
+    parent opened it). Creating the schema of a new store is serialized (a file lock beside a
+    SQLite file, an advisory lock on PostgreSQL), so several processes may be the first at once.
+    Fails within seconds with one line when the store cannot be used (:func:`store_failure`).
     """
     url = normalize_url(url)
     parsed = make_url(url)
+    sqlite, db = parsed.drivername.startswith("sqlite"), sqlite_path(url)
     engine_kwargs: dict = {}
-    db = sqlite_path(url)
-    if parsed.drivername.startswith("sqlite"):
+    if db is not None and (must_exist or read_only):
+        _check_sqlite_file(db)
+    if read_only:
+        create_tables = False
         if db is not None:
-            if must_exist and not db.is_file():
-                raise HpoError(f"no study store at {db}; run 'hpo run' first or pass --storage URL")
-            try:
-                db.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise HpoError(f"cannot create the folder for {db}: {exc.strerror}") from None
-        # isolation_level=None: pysqlite emits no BEGIN of its own; _begin_immediate does.
+            url = _read_only_url(db)
+    elif db is not None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HpoError(f"cannot create the folder for {db}: {exc.strerror}") from None
+    if sqlite:  # isolation_level=None: pysqlite emits no BEGIN of its own; _begin_immediate does
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}
     elif parsed.drivername.startswith("postgresql"):
         engine_kwargs.update(pool_pre_ping=True, pool_size=2, max_overflow=3,
@@ -127,34 +138,120 @@ def open_storage(
             grace_period=int(grace_period or 2 * heartbeat_interval),
             heartbeat_stale_trial_callback=retry,
         )
-    # Creating the schema is not safe against a second process doing the same on a new file.
-    guard = _file_lock(db) if db is not None and create_tables else nullcontext()
     try:
-        with guard, warnings.catch_warnings():
+        with _schema_guard(url, db) if create_tables else nullcontext(), \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
-            if db is not None:
+            if db is not None and not read_only:
                 with storage.engine.connect() as conn:  # WAL: readers never block the one writer
                     conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     except HpoError:
         raise
     except Exception as exc:  # sqlalchemy OperationalError and friends: one line, no password
-        raise HpoError(
+        raise HpoError(store_failure(exc, mask_url(url)) or (
             f"cannot open the study store {mask_url(url)}: {_reason(exc)}; check that the "
-            "database server runs and the URL is right"
-        ) from None
-    if parsed.drivername.startswith("sqlite"):
+            "database server runs and the URL is right")) from None
+    if sqlite and not read_only:
         event.listen(storage.engine, "begin", _begin_immediate)
     return storage
 
 
-def _begin_immediate(conn) -> None:
+def _begin_immediate(conn) -> None:  # noqa: ANN001
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _reason(exc: BaseException) -> str:
     text_ = str(getattr(exc, "orig", None) or exc).strip()
     return text_.splitlines()[0] if text_ else type(exc).__name__
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(db: Path) -> None:
+    """A reader's store must exist and be a SQLite database (an empty file is not: opening it
+    would turn it into one)."""
+    if not db.is_file():
+        raise HpoError(f"no study store at {db}; run 'hpo run' first or pass --storage URL")
+    try:
+        with open(db, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise HpoError(f"cannot read the study store {db}: {exc.strerror}") from None
+    if head != _SQLITE_MAGIC:
+        what = "is empty" if not head else "is not a SQLite database"
+        raise HpoError(f"{db} {what}, not a study store; pass the right --storage URL")
+
+
+def _read_only_url(db: Path) -> str:
+    """A SQLite URL that reads ``db`` without writing anything beside it: ``mode=ro``, or
+    ``immutable=1`` where the folder (or file) is read-only and no lock or WAL index could be
+    made."""
+    writable = os.access(db.parent, os.W_OK) and os.access(db, os.W_OK)
+    flag = "mode=ro" if writable else "immutable=1"
+    return f"sqlite:///file:{quote(str(db.resolve()))}?{flag}&uri=true"
+
+
+@contextmanager
+def _schema_guard(url: str, db: Path | None) -> Iterator[None]:
+    """Hold a lock while the schema of a possibly new store is created: two processes creating
+    it at once collide ("relation alembic_version already exists")."""
+    if db is not None:
+        with _file_lock(db):
+            yield
+        return
+    if not make_url(url).drivername.startswith("postgresql"):
+        yield
+        return
+    engine = create_engine(url, poolclass=NullPool,
+                           connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_KEY})
+    finally:
+        engine.dispose()
+
+
+_SCHEMA_KEY = int.from_bytes(hashlib.blake2b(b"hpo:schema", digest_size=8).digest(), "big",
+                             signed=True)
+
+# (fragments of a database error, what it means) -- see store_failure
+_FAILURES = (
+    (("database or disk is full", "no space left on device", "could not extend file",
+      "disk full"), "the disk holding {store} is full ({reason}); free space and rerun the "
+     "same command (finished trials are kept)"),
+    (("attempt to write a readonly database", "readonly database", "permission denied",
+      "read-only file system"), "{store} cannot be written (read-only file or folder, or no "
+     "permission: {reason}); fix the permissions or pass another --storage URL"),
+    (("database disk image is malformed", "file is not a database", "not a database"),
+     "{store} is damaged ({reason}); restore a copy or pass another --storage URL"),
+    (("unable to open database file",), "cannot open {store}: its folder is missing or not "
+     "accessible ({reason})"),
+    (("could not connect", "connection refused", "timeout expired", "server closed the "
+      "connection", "name or service not known"), "cannot reach {store} ({reason}); check "
+     "that the database server runs and the URL is right"),
+)
+
+
+def store_failure(exc: BaseException, where: str = "") -> str | None:
+    """One line saying what a database error means and what to do, for the errors a user can
+    cause or meet (full disk, read-only or damaged file, unreachable server); None for others.
+    Looks through the exception's causes (Optuna wraps SQLAlchemy, which wraps the driver)."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    text_ = " ".join(str(e) for e in seen).lower()
+    for fragments, message in _FAILURES:
+        if any(f in text_ for f in fragments):
+            store = "the study store" + (f" {where}" if where else "")
+            return message.format(store=store, reason=_reason(seen[-1]))
+    return None
 
 
 def artifact_dir(url: str | None = None, override: str | Path | None = None) -> Path:

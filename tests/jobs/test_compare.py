@@ -65,7 +65,7 @@ def test_config_file_retrains_exactly_that_configuration(matrix: dict, tmp_path:
     document = export_study(store, "autoencoder-mmnist-convlstm")
     (tmp_path / "best.yaml").write_text(dump_export(document))
     # The exported configuration is the one the comparison already retrained: nothing to do.
-    plan = plan_compare(store, "autoencoder", "mmnist", cells=["convlstm"], seeds=2,
+    plan = plan_compare(url, "autoencoder", "mmnist", cells=["convlstm"], seeds=2,
                         config=str(tmp_path / "best.yaml"))
     assert run_compare(plan, url, progress=False)["ran"] == 0
     # A third seed adds exactly the fixed and the optimized retrain of seed 2.
@@ -92,14 +92,14 @@ def test_frames_survive_the_store_encoding() -> None:
 
 def test_missing_studies_and_bad_numbers_are_one_line(capsys, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    store = open_storage(url)
+    open_storage(url)
     with pytest.raises(HpoError, match="no optimized configuration for autoencoder on mmnist"):
-        plan_compare(store, "autoencoder", "mmnist")
+        plan_compare(url, "autoencoder", "mmnist")
     with pytest.raises(HpoError, match="no optimized stlstm configuration in study "
                                        "autoencoder-mmnist-stlstm or autoencoder-mmnist"):
-        plan_compare(store, "autoencoder", "mmnist", cells=["stlstm"])
+        plan_compare(url, "autoencoder", "mmnist", cells=["stlstm"])
     with pytest.raises(HpoError, match="--seeds must be at least 1"):
-        plan_compare(store, "autoencoder", "mmnist", seeds=0)
+        plan_compare(url, "autoencoder", "mmnist", seeds=0)
     assert main(["compare", "--arch", "autoencoder", "--data", "mmnist", "--cells", "gru",
                  "--storage", url]) == 2
     assert "unknown cell 'gru'" in capsys.readouterr().err
@@ -108,10 +108,10 @@ def test_missing_studies_and_bad_numbers_are_one_line(capsys, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_another_budget_applies_the_sampled_values_to_that_budget(matrix: dict) -> None:
-    store = open_storage(matrix["url"])
-    plan = plan_compare(store, "autoencoder", "mmnist", cells=["stlstm"], seeds=1,
+    plan = plan_compare(matrix["url"], "autoencoder", "mmnist", cells=["stlstm"], seeds=1,
                         budget="small")
-    best = optuna.load_study(study_name="autoencoder-mmnist-stlstm", storage=store).best_trial
+    best = optuna.load_study(study_name="autoencoder-mmnist-stlstm",
+                             storage=matrix["url"]).best_trial
     fixed, optimized = plan.retrains
     small = budgets.get("small")
     assert (plan.budget, plan.data.height, plan.data.n_in) == ("small", small.frame_height,
@@ -127,3 +127,35 @@ def test_another_budget_applies_the_sampled_values_to_that_budget(matrix: dict) 
     assert optimized.model.config["hidden"] == min(best.params["hidden"], cap)
     assert optimized.source.endswith("applied to budget small")
     assert fixed.model.config == {"depth": 2, "hidden": 32, "kernel": 3}  # the seed's, uncapped
+
+
+def test_a_damaged_checkpoint_is_retrained_and_the_newest_good_one_reused(tmp_path: Path,
+                                                                          capsys) -> None:
+    """A fixed run's checkpoint that no longer loads is not reused (it was, forever); the
+    retrain's newer checkpoint is what the next comparison reuses."""
+    args = ["--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke", "--quiet"]
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n")
+    assert main(["run", *args, "--cell", "convlstm", "--trials", "1", "--workers", "1",
+                 "--search-space", str(space)]) == 0
+    assert main(["compare", "--arch", "autoencoder", "--data", "mmnist", "--cells", "convlstm",
+                 "--seeds", "1", "--quiet"]) == 0
+    fixed = optuna.load_study(study_name="fixed-autoencoder-mmnist-convlstm",
+                              storage="sqlite:///studies/hpo.db")
+    first = Path(fixed.trials[0].user_attrs["checkpoint"])
+    assert first.is_absolute() and first.is_file()  # not relative to the working directory
+    first.write_bytes(b"not a checkpoint")
+
+    def compare_again() -> str:
+        optuna.delete_study(study_name=COMPARE, storage="sqlite:///studies/hpo.db")
+        capsys.readouterr()
+        assert main(["compare", "--arch", "autoencoder", "--data", "mmnist", "--cells",
+                     "convlstm", "--seeds", "1"]) == 0
+        return capsys.readouterr().err
+
+    log = compare_again()
+    assert "trial 0 not reused" in log and "training seed 0" in log
+    fixed_trials = optuna.load_study(study_name="fixed-autoencoder-mmnist-convlstm",
+                                     storage="sqlite:///studies/hpo.db").trials
+    assert len(fixed_trials) == 2 and fixed_trials[1].state == TrialState.COMPLETE
+    assert "reusing trial 1" in compare_again()

@@ -214,7 +214,7 @@ def test_hpo_run_with_an_unreachable_store_fails_fast(capsys) -> None:
                      "--storage", "postgresql://me:pw@127.0.0.1:1/hpo"])
     err = capsys.readouterr().err
     assert code == 2 and time.monotonic() - started < 10
-    assert err.startswith("error: cannot open the study store postgresql+psycopg://me:***@")
+    assert err.startswith("error: cannot reach the study store postgresql+psycopg://me:***@")
     assert "pw@" not in err and err.count("\n") == 1
 
 

@@ -57,7 +57,7 @@ def test_an_unreachable_database_fails_within_seconds_without_the_password() -> 
         open_storage("postgresql://alice:s3cret@127.0.0.1:1/hpo")
     assert time.monotonic() - started < 8
     text = str(info.value)
-    assert text.startswith("cannot open the study store postgresql+psycopg://alice:***@")
+    assert text.startswith("cannot reach the study store postgresql+psycopg://alice:***@")
     assert "s3cret" not in text and "\n" not in text
 
 
@@ -124,3 +124,152 @@ def test_the_study_lock_is_exclusive_across_processes_on_sqlite(tmp_path) -> Non
 @pytest.mark.postgres
 def test_the_study_lock_is_exclusive_across_processes_on_postgres(postgres_url, tmp_path) -> None:
     _lock_is_exclusive(postgres_url, tmp_path / "counter")
+
+
+# --------------------------------------------------------------------------- reliability
+def _first_use(url: str, ready, name: str) -> None:
+    ready.wait()
+    storage = open_storage(url)
+    optuna.create_study(study_name=name, storage=storage)
+
+
+def _all_at_once(url: str, n: int = 4) -> list[int]:
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    procs = [ctx.Process(target=_first_use, args=(url, ready, f"s{i}")) for i in range(n)]
+    for p in procs:
+        p.start()
+    time.sleep(3)  # every process imported and waiting
+    ready.set()
+    for p in procs:
+        p.join(120)
+    return [p.exitcode for p in procs]
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url: str):
+    """A new, empty PostgreSQL database on the test server, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"hpo_fresh_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(postgres_url).set(database="postgres"),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.mark.postgres
+def test_several_processes_can_be_first_on_a_fresh_postgres_database(fresh_postgres) -> None:
+    """Two hpo run on a fresh database used to collide creating the schema (duplicate key in
+    pg_type_typname_nsp_index / relation alembic_version already exists)."""
+    assert _all_at_once(fresh_postgres) == [0, 0, 0, 0]
+    assert len(optuna.get_all_study_names(fresh_postgres)) == 4
+
+
+def test_several_processes_can_be_first_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'store.db'}"
+    assert _all_at_once(url) == [0, 0, 0, 0]
+    assert len(optuna.get_all_study_names(url)) == 4
+
+
+def _without_dac(cmd: list[str]) -> list[str]:
+    """``cmd`` run as root without the capabilities that override file permissions (CI runs as
+    root, for which a read-only folder would be no obstacle)."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", *cmd]
+
+
+def test_read_only_commands_read_a_store_in_a_read_only_folder(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "fixtures" / "store-0.1.0" / "store.db", folder)
+    before = sorted(p.name for p in folder.iterdir())
+    folder.chmod(0o555)
+    (folder / "store.db").chmod(0o444)
+    try:
+        url = f"sqlite:///{folder / 'store.db'}"
+        for args in (["report", "--storage", url, "--out", str(tmp_path / "rep")],
+                     ["export", "--study", "autoencoder-mmnist", "--storage", url]):
+            done = subprocess.run(_without_dac([sys.executable, "-m", "hpo_vidpred.cli", *args]),
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr
+        assert sorted(p.name for p in folder.iterdir()) == before  # no lock file, no journal
+        # a writing command says what is wrong in one line
+        done = subprocess.run(_without_dac([sys.executable, "-m", "hpo_vidpred.cli", "run",
+                                            "--arch", "autoencoder", "--data", "mmnist",
+                                            "--budget", "smoke", "--trials", "1", "--storage",
+                                            url]), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("error: ")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_an_empty_file_is_not_turned_into_a_store(tmp_path: Path, capsys) -> None:
+    from hpo_vidpred.cli import main
+
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    assert main(["report", "--storage", f"sqlite:///{empty}", "--out", str(tmp_path / "r")]) == 2
+    assert "is empty, not a study store" in capsys.readouterr().err
+    assert empty.stat().st_size == 0 and not (tmp_path / "r").exists()
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
+    """A 2 MB tmpfs holding the store fills up during a study."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "hpo_vidpred.cli", "run", "--arch", "autoencoder", "--data",
+             "mmnist", "--trials", "500", "--budget", "smoke", "--workers", "1", "--quiet",
+             "--storage", f"sqlite:///{disk / 's.db'}"], capture_output=True, text=True,
+            timeout=600, cwd=disk)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.count("\n") == 1 and "is full" in done.stderr, done.stderr[-2000:]
+        conn = sqlite3.connect(disk / "s.db")
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+        conn.close()
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_store_failures_are_classified() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from hpo_vidpred.store import store_failure
+
+    def wrapped(message: str) -> Exception:
+        try:
+            try:
+                raise OperationalError("INSERT ...", {}, Exception(message))
+            except OperationalError as exc:
+                raise optuna.exceptions.StorageInternalError("commit failed") from exc
+        except Exception as exc:  # noqa: BLE001
+            return exc
+
+    assert "is full" in store_failure(wrapped("database or disk is full"), "s.db")
+    assert "cannot be written" in store_failure(wrapped("attempt to write a readonly database"))
+    assert "is damaged" in store_failure(wrapped("file is not a database"))
+    assert store_failure(wrapped("UNIQUE constraint failed")) is None
