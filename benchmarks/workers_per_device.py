@@ -1,6 +1,7 @@
 """Several trials per device: aggregate finished trials per hour of ``hpo run`` with 1, 2, 4 and
 8 worker processes on one device, training the fixed-size model (the seed's configuration; only
-the learning rate is sampled, no pruning, so every trial costs the same).
+the learning rate is sampled, no pruning, so every trial costs the same), and on a GPU the peak
+memory one worker's trial holds there.
 
     python benchmarks/workers_per_device.py --json                         # CPU, tiny size
     python benchmarks/workers_per_device.py --device cuda:0 --size 64 --n-in 10 --n-out 10 \\
@@ -62,14 +63,16 @@ def measure(n_workers: int, args: argparse.Namespace, budget: Budget, folder: Pa
     study = optuna.load_study(study_name=plan.name, storage=url)
     span = busy_span(study)
     finished = summary["trials"]["finished"]
-    seconds = [t.user_attrs.get("train_seconds") for t in study.get_trials(deepcopy=False)]
-    seconds = [s for s in seconds if s is not None]
+    trials = study.get_trials(deepcopy=False)
+    seconds = [t.user_attrs["train_seconds"] for t in trials if "train_seconds" in t.user_attrs]
+    gpu_mb = [t.user_attrs["peak_gpu_mb"] for t in trials if "peak_gpu_mb" in t.user_attrs]
     return {
         "workers": n_workers, "trials": finished, "complete": summary["trials"]["complete"],
         "busy_s": round(span, 2), "wall_s": round(wall, 2),
         "trials_per_hour": round(3600 * finished / span, 1),
         "trials_per_hour_wall": round(3600 * finished / wall, 1),
         "mean_trial_s": round(sum(seconds) / len(seconds), 2) if seconds else None,
+        "peak_gpu_mb_per_worker": round(max(gpu_mb), 1) if gpu_mb else None,
     }
 
 

@@ -10,6 +10,8 @@ small      the CPU demo, at which models learn: a 20-trial study in about 15 min
            32-pixel-high frames, 5 -> 5 (KITTI 5 -> 1), Moving MNIST with one digit, 4 epochs x
            150 steps, batch <= 16, 64 validation sequences; in searches widths <= 32 and the
            autoencoder's space-to-depth patch >= 4.
+medium     a short GPU study (benchmarks/gpu.sh): the dataset's frame size and task, 4 epochs x
+           250 steps, 256 validation and test sequences.
 seed       the seed's schedule at the seed's data sizes: Moving MNIST 1 epoch x 5000 steps,
            KTH 20 x 500, KITTI 50 x 500 (slides, "Experimental setup").
 full       long GPU runs: Moving MNIST 50 x 1000, KTH 50 x 1000, KITTI 100 x 500.
@@ -83,6 +85,11 @@ _register(Budget(
     schedule={"*": (4, 150)},
     frame_height=32, max_in=5, max_out=5, max_batch=16, val_size=64, max_width=32, min_patch=4,
     data_options={"mmnist": {"digits": 1}},
+))
+_register(Budget(
+    name="medium",
+    summary="a short GPU study: the dataset's frames, 4 x 250 steps, 256 validation sequences",
+    schedule={"*": (4, 250)}, val_size=256,
 ))
 _register(Budget(
     name="seed",

@@ -111,6 +111,6 @@ def test_describe_lists_every_change_for_the_record() -> None:
 
 
 def test_unknown_budget_lists_the_valid_ones() -> None:
-    with pytest.raises(HpoError, match="unknown budget 'huge'; choose one of: smoke, small, seed, "
-                                       "full"):
+    with pytest.raises(HpoError, match="unknown budget 'huge'; choose one of: smoke, small, "
+                                       "medium, seed, full"):
         budgets.apply("huge", *_specs("mmnist"))

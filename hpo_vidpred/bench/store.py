@@ -162,9 +162,16 @@ class BenchObjective:
         if _CLOCK is not None:
             _CLOCK.in_trial = True
         t0 = time.perf_counter()
+        cuda = device.startswith("cuda")
+        if cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(device)
         try:
             return self._inner()(trial, plan, device, artifact_store, eta)
         finally:
+            if cuda:  # what one worker's trial holds on the GPU (workers_per_device.py)
+                trial.set_user_attr("peak_gpu_mb", torch.cuda.max_memory_allocated(device) / 2**20)
             if _CLOCK is not None:
                 _CLOCK.objective_s += time.perf_counter() - t0
                 _CLOCK.in_trial = False

@@ -1,0 +1,42 @@
+"""benchmarks/gpu.sh, the one script a device session runs, dry-run on the CPU: every step at smoke
+sizes, so that the first contact with a GPU cannot fail on a typo, a missing wheel or a flag."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.sh"
+
+
+@pytest.mark.slow
+def test_the_gpu_script_dry_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
+    if not (shutil.which("bash") and shutil.which("timeout") and shutil.which("tar")):
+        pytest.skip("needs bash, timeout and tar")
+    out = tmp_path / "out"
+    env = {**os.environ, "GPU_DRY_RUN": "1", "OUT": str(out), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(SCRIPT)], cwd=SCRIPT.parents[1], env=env,
+                          capture_output=True, text=True, timeout=900)
+    steps = (out / "steps.tsv").read_text().splitlines()[1:]
+    assert [s.split("\t")[0] for s in steps] == ["env", "tests", "bench", "bench_compile",
+                                                 "step_speed", "workers", "study", "compare",
+                                                 "report"]
+    assert all(s.split("\t")[1] == "0" for s in steps), done.stderr[-3000:]
+    assert done.returncode == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env"]["torch"] and summary["best_workers"] in (1, 2)
+    assert summary["speedup_vs_reference"] and summary["ms_per_step"]
+    assert summary["study"]["trials"]["finished"] == 2 and summary["study"]["baselines"]
+    assert summary["compare"]["rows"] and summary["compare"]["baselines"]
+    with tarfile.open(out / "gpu-results.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert {"./report/index.html", "./study.json", "./workers.json"} <= names
+    assert sorted(p.name for p in out.iterdir()) == ["gpu-results.tar.gz", "steps.tsv",
+                                                     "summary.json"]  # the device brings 8 back
