@@ -39,10 +39,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import archs
 from .. import data as datasets
+from ..checkpoint import checkpoint_path, load_checkpoint
+from ..devices import resolve_options, seed_everything
 from ..errors import HpoError
+from ..metrics import split_baselines
 from ..specs import METRICS, DataSpec, to_dict
 from ..store import mask_url, normalize_url, open_storage
 from ..store.records import encode_frames, judge, open_record, ratio_text
+from ..train import evaluate, train_and_evaluate
 from .compare_plan import ComparePlan, Retrain, compare_name, plan_compare
 from .fixed import FixedPlan, train_fixed
 
@@ -55,9 +59,9 @@ ROLES = ("fixed", "optimized")
 # --------------------------------------------------------------------------- running
 @dataclass
 class _Context:
-    """What one ``hpo compare`` run keeps open: the store, its label, the data and a log."""
+    """What one ``hpo compare`` run keeps open: the study store, its label, the data, a log."""
 
-    store: Any
+    storage: Any
     label: str
     data: Any
     progress: bool
@@ -68,14 +72,12 @@ def run_compare(plan: ComparePlan, storage: Optional[str] = None, *, progress: b
                 log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Run every retrain of ``plan`` that the comparison study does not have yet; returns the
     summary (what ``--json`` prints)."""
-    from ..metrics import split_baselines
-
     url = normalize_url(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    store = open_storage(url)
+    storage = open_storage(url)
 
     def study_of(create: bool) -> Optional[optuna.Study]:
-        return open_record(store, plan.study_name, "compare", plan.record(),
+        return open_record(storage, plan.study_name, "compare", plan.record(),
                            budget=plan.budget_changes, objective="test_mse", create=create,
                            fix="compare at the original budget or use another store with "
                                "--storage URL")
@@ -89,7 +91,7 @@ def run_compare(plan: ComparePlan, storage: Optional[str] = None, *, progress: b
     if todo or study is None or "baselines" not in study.user_attrs:
         data = datasets.load(plan.data, todo[0].train.device if todo else "auto")
         study = study or study_of(create=True)  # the data loaded: no empty study left behind
-        ctx = _Context(store, mask_url(url), data, progress, log)
+        ctx = _Context(storage, mask_url(url), data, progress, log)
         if "test_frames" not in study.user_attrs:
             frames = data.split("test")[0].cpu()  # (T, C, H, W) uint8
             study.set_user_attr("test_frames", encode_frames(frames))
@@ -118,10 +120,6 @@ def _finished(trial: FrozenTrial) -> bool:
 
 def _retrain(plan: ComparePlan, r: Retrain, ctx: _Context) -> FrozenTrial:
     """Train (or reuse) one retrain, test it once; the trial to add to the comparison study."""
-    from ..checkpoint import checkpoint_path
-    from ..devices import resolve_options, seed_everything
-    from ..train import evaluate, train_and_evaluate
-
     attrs: dict[str, Any] = {"role": r.role, "cell": r.cell, "seed": r.seed,
                              "config_id": r.config_id, "source": r.source,
                              "source_study": r.source_study,
@@ -169,9 +167,7 @@ def _fixed_run(fixed: FixedPlan, ctx: _Context) -> tuple[FrozenTrial, Any]:
     the newest stored one with the same spec whose checkpoint loads, else trained now
     (:func:`hpo_vidpred.jobs.fixed.train_fixed`). A damaged checkpoint is retrained, never
     reused."""
-    from ..checkpoint import load_checkpoint
-
-    study = fixed.open(ctx.store, create=False)
+    study = fixed.open(ctx.storage, create=False)
     for t in sorted(study.get_trials(deepcopy=False) if study else (), key=lambda t: -t.number):
         if (t.user_attrs.get("train_spec") or {}).get("seed") != fixed.train.seed \
                 or t.state != TrialState.COMPLETE or "checkpoint" not in t.user_attrs:
@@ -184,8 +180,8 @@ def _fixed_run(fixed: FixedPlan, ctx: _Context) -> tuple[FrozenTrial, Any]:
         ctx.log(f"{fixed.study_name}: reusing trial {t.number} (seed {fixed.train.seed})")
         return t, model
     ctx.log(f"{fixed.study_name}: training seed {fixed.train.seed} (hpo fixed)")
-    summary = train_fixed(fixed, ctx.store, ctx.data, ctx.label, progress=ctx.progress)
-    trial = fixed.open(ctx.store, create=False).trials[summary["trial"]]
+    summary = train_fixed(fixed, ctx.storage, ctx.data, ctx.label, progress=ctx.progress)
+    trial = fixed.open(ctx.storage, create=False).trials[summary["trial"]]
     model = load_checkpoint(summary["checkpoint"])[0] if summary["checkpoint"] else None
     return trial, model
 

@@ -25,10 +25,13 @@ from optuna.trial import TrialState
 
 from .. import archs, budgets
 from .. import data as datasets
-from ..devices import resolve_device
+from ..checkpoint import checkpoint_path
+from ..devices import resolve_device, seed_everything
+from ..metrics import split_baselines
 from ..specs import DataSpec, ModelSpec, TrainSpec, to_dict, to_record
 from ..store import mask_url, normalize_url, open_storage
 from ..store.records import open_record, ratio_text
+from ..train import train_and_evaluate
 from .search import eta_line
 
 __all__ = ["FIXED_TRAIN", "FixedPlan", "plan_fixed", "run_fixed", "train_fixed",
@@ -124,11 +127,6 @@ def train_fixed(plan: FixedPlan, store: Any, data: Any, storage_label: str, *,
                 ) -> dict[str, Any]:
     """:func:`run_fixed` on an open store with the plan's data loaded (``hpo compare`` trains
     its fixed retrains this way, with the store and data it has open)."""
-    from ..checkpoint import checkpoint_path
-    from ..devices import seed_everything
-    from ..metrics import split_baselines
-    from ..train import train_and_evaluate
-
     device = data.device
     study = plan.open(store, create=True)
     if "baselines" not in study.user_attrs:

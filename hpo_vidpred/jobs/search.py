@@ -24,8 +24,11 @@ from optuna.trial import TrialState
 
 from .. import archs, budgets
 from .. import data as data_mod
+from .. import train as train_mod
 from ..cells import CELLS
+from ..devices import seed_everything
 from ..errors import HpoError
+from ..metrics import split_baselines
 from ..paths import studies_file
 from ..search_space import SearchSpace, load_search_space
 from ..specs import DataSpec, ModelSpec, StudySpec, TrainSpec, to_dict, to_record
@@ -37,6 +40,7 @@ from ..store.records import (
     study_baselines,
     trial_counts,
 )
+from ..strip import prediction_strip
 from .samplers import PRUNERS, SAMPLERS
 
 __all__ = [
@@ -200,8 +204,6 @@ class TrainObjective:
 
     def baselines(self, plan: StudyPlan, device: str) -> dict[str, Any]:
         """The trivial predictors on the validation split (what the study records)."""
-        from ..metrics import split_baselines
-
         return split_baselines(data_mod.load(plan.data, device), "val",
                                plan.train.val_batch_size)
 
@@ -211,9 +213,6 @@ class TrainObjective:
         prediction strip (input | true future | predicted future) in ``artifact_store``. Never
         raises for a trial that went wrong: diverged, out of memory or an invalid configuration
         end as FAIL."""
-        from .. import train as train_mod
-        from ..devices import seed_everything
-
         values = plan.space.sample(trial)
         model_spec, train_spec = plan.trial_specs(values, trial.number, device)
         trial.set_user_attr("model_spec", to_dict(model_spec))
@@ -243,8 +242,6 @@ class TrainObjective:
 
 def _upload_strip(trial: optuna.Trial, model: Any, data: Any, data_spec: DataSpec,
                   artifact_store: Any) -> None:
-    from ..strip import prediction_strip
-
     image = prediction_strip(model, data, data_spec)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"trial-{trial.number}-prediction.png"

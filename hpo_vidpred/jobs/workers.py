@@ -97,7 +97,7 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
     seed = (plan.spec.seed * 1_000_003 + job.seed_base * 101 + index) % 2**31
     study = optuna.load_study(study_name=plan.name, storage=storage,
                               sampler=make_sampler(plan, seed), pruner=make_pruner(plan))
-    store = open_artifact_store(job.storage_url, job.artifacts) if job.artifacts else None
+    artifacts = open_artifact_store(job.storage_url, job.artifacts) if job.artifacts else None
     job.objective.prepare(plan, device)
     if "baselines" not in study.user_attrs:  # first worker of the study (a repeat is harmless)
         baselines = job.objective.baselines(plan, device)
@@ -125,7 +125,7 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
         if trial is None:  # all slots taken: wait, a running trial may still fail and come back
             time.sleep(job.poll_s)
             continue
-        outcome = _run_trial(study, trial, job, index, device, store, emit)
+        outcome = _run_trial(study, trial, job, index, device, artifacts, emit)
         ran += 1
         errors = errors + 1 if outcome.attrs.get("error") else 0
         if errors >= MAX_CONSECUTIVE_ERRORS:
@@ -135,7 +135,7 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, job: Job, index: int, device: str,
-               store: Any, emit: Callable[[dict], None]) -> Outcome:
+               artifacts: Any, emit: Callable[[dict], None]) -> Outcome:
     started = time.time()
     emit({"event": "start", "worker": index, "number": trial.number, "device": device})
     beat = lifecycle.Heartbeat(study, trial, job.heartbeat)
@@ -146,7 +146,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, job: Job, index: int, d
 
     try:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        outcome = job.objective(trial, job.plan, device, store, eta)
+        outcome = job.objective(trial, job.plan, device, artifacts, eta)
     except optuna.TrialPruned:
         outcome = Outcome(TrialState.PRUNED, reason="pruned")
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ from ..store.records import (
     trial_counts,
 )
 
-__all__ = ["ORDER", "SearchStudy", "CompareStudy", "Store", "collect", "rank", "retrain_frame",
+__all__ = ["ORDER", "SearchStudy", "CompareStudy", "Collection", "collect", "rank", "retrain_frame",
            "role_groups", "compute_hours"]
 
 # datasets, architectures, cells: the order of the report's sections and rows
@@ -94,7 +94,7 @@ class CompareStudy:
 
 
 @dataclass
-class Store:
+class Collection:
     """The studies a report covers."""
 
     url: str  # masked
@@ -107,10 +107,10 @@ class Store:
         return next((s for s in self.search if s.name == name), None)
 
 
-def collect(storage: Any, url: str, pattern: str = "*") -> Store:
+def collect(storage: Any, url: str, pattern: str = "*") -> Collection:
     """Read every study whose name matches ``pattern`` (a glob, or several separated by commas)
     from ``storage``."""
-    store = Store(url=url, pattern=pattern)
+    store = Collection(url=url, pattern=pattern)
     for name in study_names(storage, pattern):
         study = optuna.load_study(study_name=name, storage=storage)
         attrs, trials = dict(study.user_attrs), study.get_trials(deepcopy=False)

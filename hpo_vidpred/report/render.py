@@ -35,7 +35,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import HpoError
 from ..store import mask_url, normalize_url, open_storage, sqlite_path
-from .collect import Store, collect
+from .collect import Collection, collect
 from .figures import prediction_strip_image, steps_figure, study_figures
 from .studies import best_config_table, studies_table, study_tables
 from .tables import LABEL, Table, compare_tables, result_frame, skill_summary
@@ -61,7 +61,7 @@ image-rendering:pixelated;border:1px solid #ddd} .figure{margin:1em 0}
 
 
 # --------------------------------------------------------------------------- tables
-def build_tables(store: Store, results: pd.DataFrame) -> list[Table]:
+def build_tables(store: Collection, results: pd.DataFrame) -> list[Table]:
     """Every table of the report, in order."""
     tables: list[Table] = []
     for c in store.compare:
@@ -206,7 +206,7 @@ def _write_plotly(folder: Path) -> None:
         target.write_text(get_plotlyjs())
 
 
-def _study_pages(store: Store, tables: Sequence[Table], folder: Path) -> dict[str, str]:
+def _study_pages(store: Collection, tables: Sequence[Table], folder: Path) -> dict[str, str]:
     """One page per search study; returns study name -> file name."""
     pages = {}
     for s in store.search:
@@ -220,7 +220,7 @@ def _study_pages(store: Store, tables: Sequence[Table], folder: Path) -> dict[st
     return pages
 
 
-def _index(store: Store, tables: Sequence[Table], summary: Sequence[str], folder: Path,
+def _index(store: Collection, tables: Sequence[Table], summary: Sequence[str], folder: Path,
            command: str, pages: Mapping[str, str]) -> str:
     e = html.escape
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

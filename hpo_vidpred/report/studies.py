@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..search_space import TRAIN_KEYS
 from ..store.records import TRIVIAL, judge, study_budget, trial_counts
-from .collect import SearchStudy, Store, compute_hours
+from .collect import SearchStudy, Collection, compute_hours
 from .tables import NO_BASELINES, Table, fmt, fmt_int, not_learned, num, verdict_cells
 
 __all__ = ["EDGE_SHARE", "edge_warnings", "outcome_shares", "best_config_table",
@@ -70,7 +70,7 @@ def outcome_shares(trials: Sequence[FrozenTrial]) -> dict[str, Any]:
             "failed_pct": share(counts["failed"]), "diverged_pct": share(diverged)}
 
 
-def best_config_table(store: Store) -> Optional[Table]:
+def best_config_table(store: Collection) -> Optional[Table]:
     """The best complete trial per search study and cell, with its skill against the study's
     trivial predictors on the validation split."""
     rows, notes = [], []
@@ -96,7 +96,7 @@ def best_config_table(store: Store) -> Optional[Table]:
                   _SKILL] + notes, section="studies")
 
 
-def studies_table(store: Store) -> Optional[Table]:
+def studies_table(store: Collection) -> Optional[Table]:
     """One row per search study: budget, sampler, pruner, outcomes, compute, best value and its
     skill against the study's trivial predictors (validation split)."""
     rows = []
@@ -134,7 +134,7 @@ def _describe_param(p: Mapping[str, Any]) -> str:
     return text
 
 
-def study_tables(store: Store, s: SearchStudy) -> list[Table]:
+def study_tables(store: Collection, s: SearchStudy) -> list[Table]:
     """The hyperparameters of one search study (scientific, nuisance, fixed) with the best value
     per cell and edge warnings."""
     space, spec = s.spec["search_space"], s.spec

@@ -33,7 +33,7 @@ import pandas as pd
 
 from ..specs import METRICS
 from ..store.records import LEARNED_MARGIN, TRIVIAL, judge, study_budget, trial_counts
-from .collect import CompareStudy, Store, compute_hours, retrain_frame
+from .collect import CompareStudy, Collection, compute_hours, retrain_frame
 
 __all__ = ["Table", "result_frame", "compare_tables", "skill_summary", "verdict_cells",
            "not_learned", "fmt_mean_std", "num", "fmt_int", "fmt", "records", "METRICS", "ROLES",
@@ -117,7 +117,7 @@ def not_learned(what: str, mse: float, baselines: Optional[Mapping[str, Any]]) -
             f"{BEATING[v['best_trivial']]} by {LEARNED_MARGIN:.0%} (= {ratios})")
 
 
-def skill_summary(store: Store, results: pd.DataFrame) -> list[str]:
+def skill_summary(store: Collection, results: pd.DataFrame) -> list[str]:
     """The report's opening lines: which models did not learn (comparisons on the test split,
     search studies' best trials on the validation split), or that all did; what is unknown."""
     lines, unknown, judged = [], [], 0
@@ -156,7 +156,7 @@ def _mean_steps(series: pd.Series) -> str:
     return " ".join(f"{v:.6g}" for v in np.mean(steps, axis=0)) if steps else ""
 
 
-def _comparison_frame(store: Store, c: CompareStudy) -> pd.DataFrame:
+def _comparison_frame(store: Collection, c: CompareStudy) -> pd.DataFrame:
     retrains = retrain_frame(c)
     base = {"data": c.field("data"), "arch": c.field("arch"), "budget": c.field("budget"),
             "compare_study": c.name}
@@ -204,7 +204,7 @@ def _comparison_frame(store: Store, c: CompareStudy) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def result_frame(store: Store) -> pd.DataFrame:
+def result_frame(store: Collection) -> pd.DataFrame:
     """One row per data x arch x cell x role and per trivial predictor of each comparison (role
     ``trivial``, cell its label): what ``results.csv`` holds, columns :data:`COLUMNS`."""
     frames = [f for f in (_comparison_frame(store, c) for c in store.compare) if not f.empty]
@@ -219,7 +219,7 @@ def result_frame(store: Store) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- the tables
-def _compare_command(store: Store, c: CompareStudy, rows: Sequence[Mapping[str, Any]]) -> str:
+def _compare_command(store: Collection, c: CompareStudy, rows: Sequence[Mapping[str, Any]]) -> str:
     cells = ",".join(dict.fromkeys(r["cell"] for r in rows))
     n = max(r["n"] for r in rows)
     return (f"hpo compare --arch {c.field('arch')} --data {c.field('data')} --cells {cells} "
@@ -232,7 +232,7 @@ def _metrics(r: Mapping[str, Any]) -> list[str]:
                             ("mse_frame", ()))]
 
 
-def compare_tables(store: Store, c: CompareStudy, frame: pd.DataFrame) -> list[Table]:
+def compare_tables(store: Collection, c: CompareStudy, frame: pd.DataFrame) -> list[Table]:
     """The tables of one comparison (its rows of :func:`result_frame`): quality with the trivial
     predictors and skill, cost and (two cells) tuned vs tuned."""
     data, arch = c.field("data"), c.field("arch")
@@ -308,7 +308,7 @@ def compare_tables(store: Store, c: CompareStudy, frame: pd.DataFrame) -> list[T
     return tables + ([cell_table] if cell_table else [])
 
 
-def _cells_table(store: Store, c: CompareStudy, by: Mapping, cells: Sequence[str],
+def _cells_table(store: Collection, c: CompareStudy, by: Mapping, cells: Sequence[str],
                  command: str) -> Optional[Table]:
     tuned = [by.get((cell, "optimized")) for cell in cells]
     if len(cells) != 2 or not all(tuned):
