@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -23,7 +25,7 @@ def test_checkpoint_round_trip_rebuilds_the_best_model() -> None:
     seed_everything(0)
     model = archs.create_model(model_spec)
     path = checkpoint_path("study-x", "trial-3")
-    assert str(path) == "models/study-x/trial-3.pt"
+    assert path == Path("models/study-x/trial-3.pt").resolve()  # absolute: stores record it
     result = train_and_evaluate(model, data, train_spec, checkpoint_path=path,
                                 model_spec=model_spec, data_spec=data_spec)
 
