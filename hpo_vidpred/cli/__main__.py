@@ -1,0 +1,5 @@
+"""``python -m hpo_vidpred.cli``: the ``hpo`` command."""
+
+from . import entry
+
+entry()
