@@ -45,6 +45,9 @@ def run(
     heartbeat: int = typer.Option(30, help="seconds between heartbeats; a dead worker's trial "
                                   "is re-run after twice this"),
     threads: int = typer.Option(0, help="torch threads per CPU worker (0: cores shared out)"),
+    warm_start: Optional[str] = typer.Option(None, "--warm-start", help="comma list of studies "
+                                             "whose best configurations run first"),
+    warm_top: int = typer.Option(3, "--warm-top", help="configurations per --warm-start study"),
     quiet: bool = typer.Option(False, "--quiet", help="no per-trial lines and no bar"),
     as_json: bool = JSON,
 ) -> None:
@@ -55,7 +58,7 @@ def run(
     summary = workers.run(search.plan_study(spec), storage_url=normalize_url(storage),
                           trials=trials, timeout=timeout, workers=n_workers, devices=devices,
                           heartbeat=heartbeat, artifacts=artifacts, progress=not quiet,
-                          threads=threads)
+                          threads=threads, warm=_names(warm_start) or (), warm_top=warm_top)
     _show(summary, as_json, search.format_summary)
 
 

@@ -23,7 +23,7 @@ import queue
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ from ..store import lifecycle
 from ..store.records import trial_counts
 from .progress import StudyProgress
 from .samplers import make_pruner, make_sampler
+from .warm import warm_start
 from .search import (
     Outcome,
     StudyPlan,
@@ -230,7 +231,8 @@ def _worker_main(job: Job, index: int, device: str, threads: int, events: Any) -
 def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None = None,
         workers: int = 1, devices: str = "auto", heartbeat: int = DEFAULT_HEARTBEAT_S,
         grace: int | None = None, artifacts: str | None = None, progress: bool = True,
-        threads: int = 0, objective: Any = None) -> dict[str, Any]:
+        threads: int = 0, objective: Any = None, warm: Sequence[str] = (),
+        warm_top: int = 3) -> dict[str, Any]:
     """Run (or continue) the plan's study until it has ``trials`` finished trials.
 
     ``workers`` processes share the study (with 1 it runs in this process; 0: the devices'
@@ -238,11 +240,12 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     prediction strips go to ``artifacts`` (default: beside a SQLite store). Returns the summary
     (:func:`hpo_vidpred.jobs.search.summarize`); prints a line per trial and a bar on stderr when
     ``progress``. ``threads``: torch threads of each CPU worker (0: the cores shared out among
-    the CPU workers). Ctrl-C (or SIGTERM) stops every worker; what finished is stored and
-    interrupted trials are queued to run first next time.
+    the CPU workers). ``warm``: studies whose ``warm_top`` best configurations run first
+    (:mod:`hpo_vidpred.jobs.warm`). Ctrl-C (or SIGTERM) stops every worker; what finished is
+    stored and interrupted trials are queued to run first next time.
     """
     _check_flags(trials=trials, timeout=timeout, heartbeat=heartbeat, grace=grace,
-                 threads=threads)
+                 threads=threads, warm_top=warm_top)
     started = time.time()
     device_list = resolve_devices(devices)
     workers = resolve_workers(workers, device_list)
@@ -256,12 +259,19 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     with study_lock(storage, plan.name):
         existed = plan.name in optuna.get_all_study_names(storage)
         study = open_search_study(plan, storage)
+        try:
+            warmed = warm_start(study, storage, warm, plan.space, plan.spec.arch, warm_top) \
+                if warm else []
+        except HpoError:  # a source that cannot warm this study: nothing created
+            if not existed:
+                optuna.delete_study(study_name=plan.name, storage=storage)
+            raise
     before = study.get_trials(deepcopy=False)
     job = Job(plan=plan, storage_url=storage_url, target=trials,
               deadline=started + timeout if timeout else None, heartbeat=heartbeat, grace=grace,
               artifacts=str(artifact_dir(storage_url, artifacts)), objective=objective,
               seed_base=len(before), poll_s=min(2.0, heartbeat / 2))
-    notes: list[str] = []
+    notes: list[str] = list(warmed)
     if study.user_attrs.get("seed", plan.spec.seed) != plan.spec.seed:
         notes.append(f"note: the study was started with --seed {study.user_attrs['seed']}; "
                      f"this run's trials derive their seeds from --seed {plan.spec.seed}")
@@ -290,7 +300,7 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
 
 
 def _check_flags(*, trials: int, timeout: float | None, heartbeat: int, grace: int | None,
-                 threads: int) -> None:
+                 threads: int, warm_top: int) -> None:
     """Numbers ``hpo run`` cannot use: one line each, before anything is opened or created."""
     if trials < 1:
         raise HpoError("--trials must be at least 1")
@@ -300,6 +310,8 @@ def _check_flags(*, trials: int, timeout: float | None, heartbeat: int, grace: i
         raise HpoError("--heartbeat (and a grace period) must be at least 1 second")
     if threads < 0:
         raise HpoError("--threads must be 0 (share the cores out) or a positive number")
+    if warm_top < 1:
+        raise HpoError("--warm-top must be at least 1")
 
 
 def _pool(job: Job, workers: int, devices: list[str], view: StudyProgress,

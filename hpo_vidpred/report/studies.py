@@ -184,6 +184,10 @@ def study_tables(store: Collection, s: SearchStudy) -> list[Table]:
               "scientific: what the study is about (architecture, cell); nuisance: tuned so that "
               "the scientific ones are compared at their best; fixed: held constant (training "
               "length and evaluation sizes come from the budget)"]
+    warm = [f"trial {t.number} <- {t.user_attrs['warm_start']}" for t in s.trials
+            if "warm_start" in t.user_attrs]
+    if warm:
+        notes.append("warm-started (hpo run --warm-start): " + "; ".join(warm))
     return [Table(f"study-{s.name}", f"Study {s.name}: hyperparameters",
                   pd.DataFrame(rows, columns=["hyperparameter", "role", "values",
                                               "best (per cell)", "edge"]),

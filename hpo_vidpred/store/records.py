@@ -63,6 +63,7 @@ __all__ = [
     "study_names",
     "trial_cell",
     "trial_counts",
+    "trial_value",
 ]
 
 KINDS = {"search": "hpo run", "fixed": "hpo fixed", "compare": "hpo compare"}
@@ -240,9 +241,15 @@ def trial_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
     return counts
 
 
+def trial_value(trial: FrozenTrial) -> float | None:
+    """A trial's value, or the first objective's in a multi-objective study (None if none)."""
+    return trial.values[0] if trial.values else None
+
+
 def best_trials(trials: Iterable[FrozenTrial], top: int = 1,
                 per_cell: bool = False) -> list[FrozenTrial]:
-    """The ``top`` complete trials with the lowest value (per cell with ``per_cell``), best first.
+    """The ``top`` complete trials with the lowest value -- the first objective's in a
+    multi-objective study -- (per cell with ``per_cell``), best first.
 
     Only trials that recorded the specs they trained count (what ``hpo run`` and ``hpo fixed``
     store).
@@ -250,8 +257,8 @@ def best_trials(trials: Iterable[FrozenTrial], top: int = 1,
     if top < 1:
         raise HpoError("--top must be at least 1")
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE
-                       and t.value is not None and "model_spec" in t.user_attrs
-                       and "train_spec" in t.user_attrs), key=lambda t: (t.value, t.number))
+                       and t.values and "model_spec" in t.user_attrs
+                       and "train_spec" in t.user_attrs), key=lambda t: (t.values[0], t.number))
     if not per_cell:
         return complete[:top]
     picked: list[FrozenTrial] = []

@@ -1,0 +1,115 @@
+"""Warm starts (``hpo run --warm-start STUDY[,STUDY] --warm-top K``): the best configurations of
+other studies -- another dataset, another budget, a cheaper first search -- run first in this one.
+
+The top-K complete trials of each source (by its first objective) are mapped into this study's
+search space and enqueued (Optuna's ``enqueue_trial``), so the sampler's first trials are known
+good points instead of random ones. Mapping, one line per change: a value outside a range is
+clipped into it (and snapped to the range's step), a categorical value the space lacks becomes the
+nearest numeric choice or is left to the sampler, a parameter the space does not search is
+dropped; per-layer values (``hidden_1 .. hidden_d``) map one by one. Each enqueued trial records
+its source (user attribute ``warm_start``), and the study records what it was warm-started from
+(``warm_start``), so a resumed study does not enqueue the same points again. Sources of another
+architecture, or with no parameter in common, are refused with one line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+
+from ..errors import HpoError
+from ..search_space import Param, SearchSpace
+from ..store.records import best_trials, load_study, study_kind, trial_value
+
+__all__ = ["map_params", "warm_start"]
+
+
+def _param(space: SearchSpace, name: str) -> Param | None:
+    """The parameter ``name`` stands for (``hidden_2`` -> a per-layer ``hidden``)."""
+    param = space.param(name)
+    if param is None and re.fullmatch(r".+_\d+", name):
+        base = space.param(name.rsplit("_", 1)[0])
+        param = base if base is not None and base.per_layer else None
+    return param
+
+
+def _into(p: Param, value: Any) -> tuple[Any, str]:
+    """``value`` mapped into ``p``'s domain, and why it changed ("" if it did not; None: drop)."""
+    if p.type == "categorical":
+        if value in p.choices:
+            return value, ""
+        numbers = [c for c in p.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+            near = min(numbers, key=lambda c: abs(c - value))
+            return near, f"nearest choice of {list(p.choices)}"
+        return None, f"not a choice of {list(p.choices)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None, f"not a number for [{p.low}, {p.high}]"
+    mapped = min(max(value, p.low), p.high)
+    if p.step:
+        mapped = p.low + round((mapped - p.low) / p.step) * p.step
+        mapped = min(mapped, p.high)
+    mapped = int(round(mapped)) if p.type == "int" else float(mapped)
+    if mapped == value:
+        return mapped, ""
+    return mapped, f"clipped into [{p.low}, {p.high}]" + (f" step {p.step}" if p.step else "")
+
+
+def map_params(params: dict[str, Any], space: SearchSpace) -> tuple[dict[str, Any], list[str]]:
+    """A source trial's sampled ``params`` in ``space``: the values to enqueue and one line per
+    change."""
+    out: dict[str, Any] = {}
+    changes: list[str] = []
+    for name, value in params.items():
+        p = _param(space, name)
+        if p is None:
+            changes.append(f"{name}={value} dropped (not searched here)")
+            continue
+        mapped, why = _into(p, value)
+        if mapped is None:
+            changes.append(f"{name}={value} dropped ({why}; the sampler chooses)")
+        else:
+            out[name] = mapped
+            if why:
+                changes.append(f"{name}: {value} -> {mapped} ({why})")
+    return out, changes
+
+
+def warm_start(study: optuna.Study, storage: Any, sources: Sequence[str], space: SearchSpace,
+               arch: str, top: int) -> list[str]:
+    """Enqueue the top-``top`` configurations of each source study in ``study`` (once: a study
+    remembers its sources); returns the lines to show (what was enqueued and every change)."""
+    if top < 1:
+        raise HpoError("--warm-top must be at least 1")
+    done = set(study.user_attrs.get("warm_start", {}).get("sources", ()))
+    lines: list[str] = []
+    new = [s for s in sources if s not in done]
+    for name in new:
+        source = load_study(storage, name)
+        attrs = source.user_attrs
+        if study_kind(attrs) not in ("search", "fixed"):
+            raise HpoError(f"--warm-start {name}: not a study of 'hpo run' or 'hpo fixed'; pick a "
+                           "search study")
+        source_arch = (attrs["spec"].get("study") or attrs["spec"].get("fixed") or {}).get("arch")
+        if source_arch != arch:
+            raise HpoError(f"--warm-start {name}: a study of {source_arch}, not {arch}; warm-start "
+                           "from a study of the same architecture")
+        trials = best_trials(source.get_trials(deepcopy=False), top)
+        if not trials:
+            raise HpoError(f"--warm-start {name}: no complete trial to start from")
+        for t in trials:
+            params, changes = map_params(dict(t.params), space)
+            if not params:
+                raise HpoError(f"--warm-start {name}: its parameters ({', '.join(t.params)}) have "
+                               "nothing in common with this search space")
+            label = f"study {name} trial {t.number}"
+            study.enqueue_trial(params, user_attrs={"warm_start": label}, skip_if_exists=True)
+            lines.append(f"warm start: {label} (value {trial_value(t):.5g}) enqueued"
+                         + ("; " + "; ".join(changes) if changes else ""))
+    if new:
+        study.set_user_attr("warm_start", {"sources": sorted(done | set(new)), "top": top})
+    return lines

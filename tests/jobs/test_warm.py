@@ -1,0 +1,91 @@
+"""Warm starts: the best configurations of other studies run first, mapped into this space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo_vidpred.cli import main
+from hpo_vidpred.jobs.warm import map_params
+from hpo_vidpred.search_space import load_search_space
+
+WIDE = """params:
+  lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+  depth: {type: int, low: 1, high: 3}
+  hidden: {type: int, low: 2, high: 8}
+  kernel: {type: int, low: 3, high: 5, step: 2}
+"""
+NARROW = """fixed: {depth: 1}
+params:
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+  hidden: {type: int, low: 2, high: 4}
+  batch_size: {type: categorical, choices: [2, 4]}
+"""
+RUN = ["run", "--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke", "--workers", "1",
+       "--quiet"]
+
+
+def _space(text: str):
+    Path("s.yaml").write_text(text)
+    return load_search_space("s.yaml", "autoencoder", {"depth", "hidden", "kernel", "patch"})
+
+
+def test_values_are_clipped_snapped_mapped_or_dropped_with_a_line_each() -> None:
+    space = _space(NARROW)
+    params, changes = map_params({"lr": 0.05, "hidden": 7, "depth": 3, "batch_size": 3,
+                                  "kernel": 5}, space)
+    assert params == {"lr": 0.01, "hidden": 4, "batch_size": 2}
+    assert changes == ["lr: 0.05 -> 0.01 (clipped into [0.001, 0.01])",
+                       "hidden: 7 -> 4 (clipped into [2, 4])",
+                       "depth=3 dropped (not searched here)",
+                       "batch_size: 3 -> 2 (nearest choice of [2, 4])",
+                       "kernel=5 dropped (not searched here)"]
+    assert map_params({"lr": 0.005, "hidden": 3}, space) == ({"lr": 0.005, "hidden": 3}, [])
+
+
+def test_a_study_starts_with_the_top_k_of_another(capsys) -> None:
+    Path("wide.yaml").write_text(WIDE)
+    Path("narrow.yaml").write_text(NARROW)
+    assert main([*RUN, "--trials", "4", "--search-space", "wide.yaml", "--study", "first"]) == 0
+    first = optuna.load_study(study_name="first", storage="sqlite:///studies/hpo.db")
+    top = sorted((t for t in first.trials if t.state == TrialState.COMPLETE),
+                 key=lambda t: t.value)[:2]
+    capsys.readouterr()
+    assert main([*RUN, "--trials", "3", "--search-space", "narrow.yaml", "--study", "second",
+                 "--warm-start", "first", "--warm-top", "2"]) == 0
+    out = capsys.readouterr().out
+    second = optuna.load_study(study_name="second", storage="sqlite:///studies/hpo.db")
+    for t, source in zip(second.trials[:2], top, strict=True):  # the top-2, best first, mapped
+        assert t.user_attrs["warm_start"] == f"study first trial {source.number}"
+        assert t.params["hidden"] == min(source.params["hidden"], 4)
+        assert f"warm start: study first trial {source.number}" in out
+    assert "warm_start" not in second.trials[2].user_attrs  # then the sampler's own
+    assert second.user_attrs["warm_start"] == {"sources": ["first"], "top": 2}
+    # resumed: the same sources are not enqueued again
+    assert main([*RUN, "--trials", "4", "--search-space", "narrow.yaml", "--study", "second",
+                 "--warm-start", "first", "--warm-top", "2"]) == 0
+    trials = optuna.load_study(study_name="second", storage="sqlite:///studies/hpo.db").trials
+    assert sum("warm_start" in t.user_attrs for t in trials) == 2 and len(trials) == 4
+
+
+@pytest.mark.parametrize("source_args,message", [
+    (["--arch", "prednet"], "a study of prednet, not autoencoder"),
+    (None, "no study 'nothing' in this store"),
+])
+def test_a_source_that_cannot_warm_this_study_is_one_line_and_creates_nothing(
+        source_args, message, capsys) -> None:
+    Path("narrow.yaml").write_text(NARROW)
+    if source_args:
+        Path("p.yaml").write_text("params:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2}\n")
+        assert main(["run", *source_args, "--data", "mmnist", "--budget", "smoke", "--trials", "1",
+                     "--workers", "1", "--quiet", "--search-space", "p.yaml", "--study",
+                     "other"]) == 0
+    capsys.readouterr()
+    assert main([*RUN, "--trials", "1", "--search-space", "narrow.yaml", "--study", "new",
+                 "--warm-start", "other" if source_args else "nothing"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert "new" not in optuna.get_all_study_names("sqlite:///studies/hpo.db")
