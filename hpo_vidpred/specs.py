@@ -139,6 +139,7 @@ class StudySpec:
     name: str = ""  # study name; "": {arch}-{data}, plus -{cell} when the cell is pinned
     data_dir: str = ""  # data root; "": the default (HPO_DATA_DIR or ./datasets)
     seed: int = 0  # sampler and training seeds derive from it
+    objectives: tuple[str, ...] = ("val_mse",)  # several: a multi-objective study (jobs/goals.py)
 
     @property
     def study_name(self) -> str:

@@ -69,6 +69,7 @@ class TrainResult:
     def user_attrs(self) -> dict[str, Any]:
         """The attributes every trial stores (DESIGN section 8); JSON-safe (no NaN, no tensors)."""
         return {
+            "val_mse": _json_float(self.best_val_mse),
             "n_params": self.n_params,
             "stop_reason": self.stop_reason,
             "best_epoch": self.best_epoch,

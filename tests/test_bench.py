@@ -246,3 +246,18 @@ def test_hpo_efficiency_analysis_counts_compute_to_the_target() -> None:
                                {"method": "plain", "seed": 0, "trials": plain, "wall_s": 1.0}])
     assert missed["methods"]["plain"]["epochs_ratio_vs_ours_baseline"] is None
     assert missed["methods"]["ours"]["lower_bound"]
+
+
+@pytest.mark.slow
+def test_warm_start_benchmark_prints_result(tmp_path: Path) -> None:
+    result = _script("warm_start.py", "--budget", "smoke", "--trials", "3", "--source-trials",
+                     "2", "--seeds", "0", "--keep", str(tmp_path / "ws"), timeout=600)
+    assert {r["strategy"] for r in result["studies"]} == {"cold", "warm"}
+    assert result["cold"]["reached"] == 1  # the cold study reaches its own median best
+    warm = next(r for r in result["studies"] if r["strategy"] == "warm")
+    assert warm["total_epochs"] > 0 and result["target"] > 0
+    import optuna
+
+    trials = optuna.load_study(study_name="warm-0",
+                               storage=f"sqlite:///{tmp_path / 'ws' / 'warm.db'}").trials
+    assert trials[0].user_attrs["warm_start"].startswith("study source trial ")

@@ -36,12 +36,14 @@ def export(
     top: int = typer.Option(1, help="the K best complete trials"),
     per_cell: bool = typer.Option(False, "--per-cell", help="the K best per recurrent cell"),
     out: Optional[str] = typer.Option(None, help="write to this file (default: print)"),
+    pick: Optional[str] = typer.Option(None, help="one configuration of a multi-objective "
+                                       "study's front: knee | fastest-within:5%"),
 ) -> None:
     """Best configuration(s) of a study as a file that 'hpo fixed/compare --config' retrain.
     Example: hpo export --study autoencoder-kth --format yaml --per-cell --out best.yaml"""
     url = normalize_url(storage)
     document = export_job.export_study(open_storage(url, read_only=True), study, top=top,
-                                       per_cell=per_cell, url=url)
+                                       per_cell=per_cell, url=url, pick=pick)
     text = export_job.dump_export(document, fmt)
     if out is None:
         typer.echo(text, nl=False)

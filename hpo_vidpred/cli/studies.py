@@ -14,6 +14,7 @@ from ..jobs import export as export_job
 from ..jobs import fixed as fixed_job
 from ..jobs import matrix as matrix_job
 from ..jobs import search, workers
+from ..jobs.goals import GOALS
 from ..specs import StudySpec
 from ..store import normalize_url
 from . import (ARCH, ARTIFACTS, BUDGET, CELL, DATA, DATA_DIR, DEVICE, JSON, OUT, PRUNER, QUIET,
@@ -45,6 +46,8 @@ def run(
     heartbeat: int = typer.Option(30, help="seconds between heartbeats; a dead worker's trial "
                                   "is re-run after twice this"),
     threads: int = typer.Option(0, help="torch threads per CPU worker (0: cores shared out)"),
+    objectives: str = typer.Option("val_mse", help="what to optimize, comma list of "
+                                   f"{', '.join(GOALS.names())}; several: a Pareto front"),
     warm_start: Optional[str] = typer.Option(None, "--warm-start", help="comma list of studies "
                                              "whose best configurations run first"),
     warm_top: int = typer.Option(3, "--warm-top", help="configurations per --warm-start study"),
@@ -54,7 +57,8 @@ def run(
     """Run (or continue) an Optuna study. Example: hpo run --arch autoencoder --data kth --trials 100"""
     spec = StudySpec(arch=arch, data=data, cell=cell or "", budget=budget, sampler=sampler,
                      pruner=pruner, search_space=search_space or "", name=study or "",
-                     data_dir=data_dir or "", seed=seed)
+                     data_dir=data_dir or "", seed=seed,
+                     objectives=tuple(_names(objectives) or ()))
     summary = workers.run(search.plan_study(spec), storage_url=normalize_url(storage),
                           trials=trials, timeout=timeout, workers=n_workers, devices=devices,
                           heartbeat=heartbeat, artifacts=artifacts, progress=not quiet,

@@ -37,11 +37,15 @@ from ..store.records import (
     best_trials,
     config_id,
     load_study,
+    pareto_front,
     study_budget,
     study_kind,
+    study_objectives,
     trial_cell,
+    trial_value,
 )
 from .fixed import FixedPlan
+from .goals import choose
 
 __all__ = [
     "FORMAT",
@@ -60,9 +64,11 @@ FORMATS = ("yaml", "json")
 
 # --------------------------------------------------------------------------- writing
 def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = False,
-                 url: str = "") -> dict[str, Any]:
+                 url: str = "", pick: str | None = None) -> dict[str, Any]:
     """The export document of study ``name`` (see the module docstring); JSON-safe.
 
+    A multi-objective study exports its Pareto front, or with ``pick`` (``knee``,
+    ``fastest-within:5%``) one configuration of it (:func:`hpo_vidpred.jobs.goals.pick`).
     Compare studies hold test-set results and are refused: selecting on the test split would
     leak it into the configuration.
     """
@@ -78,7 +84,16 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
                        "export")
     spec = attrs["spec"]
     source = spec["study"] if kind == "search" else spec["fixed"]
-    trials = best_trials(study.get_trials(deepcopy=False), top, per_cell)
+    goals = study_objectives(attrs)
+    if pick is not None and len(goals) == 1:
+        raise HpoError(f"--pick chooses from a Pareto front; study {name!r} has one objective "
+                       f"({goals[0]}): leave it out")
+    all_trials = study.get_trials(deepcopy=False)
+    trials = (best_trials(all_trials, top, per_cell) if len(goals) == 1 else
+              [t for t in pareto_front(all_trials, study.directions) if t in
+               best_trials(all_trials, len(all_trials))])
+    if pick is not None and trials:
+        trials = [choose(trials, goals, study.directions, pick)]
     if not trials:
         raise HpoError(f"study {name!r} has no complete trial yet; run more trials first")
     budget, changes = study_budget(attrs)
@@ -90,7 +105,9 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
         capped = [f"{k}: {v} -> {config[k]}" for k, v in t.params.items()
                   if k in config and config[k] != v]  # what the budget changed (widths, patch)
         configurations.append({
-            "rank": rank, "cell": trial_cell(t), "trial": t.number, "val_mse": t.value,
+            "rank": rank, "cell": trial_cell(t), "trial": t.number,
+            "val_mse": t.user_attrs.get("val_mse", trial_value(t)),
+            **({"values": dict(zip(goals, t.values))} if len(goals) > 1 else {}),
             "n_params": t.user_attrs.get("n_params"), "params": dict(t.params),
             **({"budget_capped": capped} if capped else {}),
             "model_spec": t.user_attrs["model_spec"], "train_spec": train,
@@ -99,6 +116,7 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
         "format": FORMAT, "study": name, "storage": mask_url(url) if url else "", "kind": kind,
         "arch": source["arch"], "data": source["data"], "budget": budget,
         "budget_changes": changes, "objective": attrs.get("objective", "val_mse"),
+        **({"pick": pick} if pick else {}),
         "data_spec": spec["data"], "configurations": configurations,
     }))
 

@@ -49,7 +49,9 @@ class StudyProgress:
         if event["event"] != "end":
             return
         self.ended += 1
-        value = f"val_mse {event['value']:.5g}" if event["value"] is not None else ""
+        value = event["value"]
+        value = ("" if value is None else f"val_mse {value:.5g}" if not isinstance(value, list)
+                 else "values " + ", ".join(f"{v:.5g}" for v in value))
         what = {"COMPLETE": f"complete  {value}", "PRUNED": event["reason"] or "pruned",
                 "FAIL": f"failed: {event['reason']}"}[event["state"]]
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"

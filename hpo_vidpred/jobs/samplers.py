@@ -58,6 +58,13 @@ def _cmaes(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSa
                                         warn_independent_sampling=False)
 
 
+@SAMPLERS.register("nsga2")
+def _nsga2(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+    # NSGA-II (Deb et al. 2002), for several --objectives (TPE's multi-objective mode is the
+    # default there).
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
 @PRUNERS.register("hyperband")
 def _hyperband(train: TrainSpec) -> optuna.pruners.BasePruner:
     # Li et al. 2018; the resource is the epoch (train.py reports val_mse at epochs 1, 2, ...).

@@ -35,12 +35,15 @@ from ..specs import DataSpec, ModelSpec, StudySpec, TrainSpec, to_dict, to_recor
 from ..store import mask_url
 from ..store.records import (
     open_record,
+    pareto_front,
+    study_objectives,
     ratio_text,
     retried_numbers,
     study_baselines,
     trial_counts,
 )
 from ..strip import prediction_strip
+from .goals import GOALS, Guard, check_goals, values_of
 from .samplers import PRUNERS, SAMPLERS
 
 __all__ = [
@@ -53,32 +56,6 @@ __all__ = [
     "plan_study",
     "summarize",
 ]
-
-TRIVIAL_AFTER = 2  # epochs after which a trial must beat the trivial predictors to go on
-
-
-class _TrivialGuard:
-    """The trial as training sees it (``report``, ``should_prune``), also pruning once, from
-    epoch :data:`TRIVIAL_AFTER` on, its validation MSE is no better than the best trivial
-    predictor's (the study's ``baselines``): a network no better than black frames or a copy of
-    the last input after two epochs has collapsed to a constant or learns far too slowly, and
-    Hyperband keeps the first trials of a bracket to their first rung, which can be the last
-    epoch. The study's pruner (and TPE's use of Hyperband's brackets) is untouched."""
-
-    def __init__(self, trial: optuna.Trial, floor: float, epochs: int) -> None:
-        self.trial, self.floor, self.epochs = trial, floor, epochs
-        self.last, self.tripped = (0, math.inf), False
-
-    def report(self, value: float, step: int) -> None:
-        self.trial.report(value, step)
-        self.last = (step, value)
-
-    def should_prune(self) -> bool:
-        step, value = self.last
-        # (after the last epoch there is nothing left to save)
-        self.tripped = TRIVIAL_AFTER <= step < self.epochs and value >= self.floor
-        return self.tripped or self.trial.should_prune()
-
 
 # --------------------------------------------------------------------------- the plan
 @dataclass(frozen=True)
@@ -125,6 +102,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     data_mod.DATASETS.get(spec.data)
     SAMPLERS.get(spec.sampler)
     PRUNERS.get(spec.pruner)
+    check_goals(spec.objectives, spec.sampler)
     budgets.get(spec.budget)
     if spec.cell:
         CELLS.get(spec.cell)
@@ -159,20 +137,23 @@ def open_search_study(plan: StudyPlan, storage: Any, sampler: Any = None,
                       pruner: Any = None) -> optuna.Study:
     """Create the plan's study, or load it when it exists and was made with the same plan (the
     caller holds :func:`hpo_vidpred.store.study_lock`)."""
+    goals = plan.spec.objectives
     return open_record(
         storage, plan.name, "search", plan.record(),
         budget=budgets.describe(plan.spec.budget, *plan.raw), sampler=sampler, pruner=pruner,
-        extra={"seed": plan.spec.seed}, fix="rerun with the original settings to continue it, or start a new study with "
-            "--study NAME")
+        objective=",".join(goals), directions=[GOALS.get(g).direction for g in goals],
+        extra={"seed": plan.spec.seed}, fix="rerun with the original settings to continue it, "
+                                            "or start a new study with --study NAME")
 
 
 # --------------------------------------------------------------------------- the objective
 @dataclass(frozen=True)
 class Outcome:
-    """How a trial ended: its state, its value (COMPLETE), a reason (PRUNED, FAIL), epochs run."""
+    """How a trial ended: its state, its value (COMPLETE; a list with several objectives), a
+    reason (PRUNED, FAIL), epochs run."""
 
     state: TrialState
-    value: float | None = None
+    value: float | list[float] | None = None
     reason: str = ""
     epochs: int = 0
     attrs: Mapping[str, Any] = field(default_factory=dict)
@@ -223,20 +204,23 @@ class TrainObjective:
             model = archs.create_model(model_spec)
         except HpoError as exc:  # a sampled combination the architecture rejects
             return Outcome(TrialState.FAIL, reason=f"invalid configuration: {exc}")
-        baselines = study_baselines(trial.study.user_attrs)
-        guarded = trial if plan.spec.pruner == "none" or not baselines else _TrivialGuard(
-            trial, min(v["mse"] for k, v in baselines.items() if k != "split"), train_spec.epochs)
-        result = train_mod.train_and_evaluate(model, data, train_spec, trial=guarded,
+        goals = plan.spec.objectives
+        guard = Guard(trial, study_baselines(trial.study.user_attrs), train_spec.epochs,
+                      multi=len(goals) > 1, prune=plan.spec.pruner != "none")
+        result = train_mod.train_and_evaluate(model, data, train_spec, trial=guard,
                                               data_spec=plan.data, eta=eta)
         for key, value in result.user_attrs().items():
             trial.set_user_attr(key, value)
         if artifact_store is not None and result.best_epoch > 0:
             _upload_strip(trial, model, data, plan.data, artifact_store)
         state, reason = _ENDINGS[result.stop_reason]
-        if getattr(guarded, "tripped", False):
+        if guard.tripped:
             reason = "pruned after epoch {epochs}: no better than a trivial predictor"
-        value = result.best_val_mse if state == TrialState.COMPLETE else None
-        return Outcome(state, value=value, epochs=result.epochs,
+        value = values_of(goals, result) if state == TrialState.COMPLETE else None
+        if state == TrialState.COMPLETE and value is None:
+            state, reason = TrialState.FAIL, f"an objective of {', '.join(goals)} is not finite"
+        return Outcome(state, value=value[0] if value and len(goals) == 1 else value,
+                       epochs=result.epochs,
                        reason=reason.format(epochs=result.epochs, device=result.device))
 
 
@@ -263,24 +247,30 @@ def eta_line(seconds: float, budget: str, device: str) -> str:
 # --------------------------------------------------------------------------- summary
 def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float,
               ran: int, notes: list[str] | None = None) -> dict[str, Any]:
-    """The end-of-run summary (what ``--json`` prints)."""
+    """The end-of-run summary (what ``--json`` prints): ``best`` is the best trial by the first
+    objective, ``front`` (several objectives) the Pareto-optimal trials, best-quality first."""
     trials = study.get_trials(deepcopy=False)
     retried = retried_numbers(trials)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = min(complete, key=lambda t: (t.value, t.number)) if complete else None
+    goals = list(study_objectives(study.user_attrs))
+    front = pareto_front(trials, study.directions)
     baselines = study_baselines(study.user_attrs)
+
+    def entry(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return {"number": t.number, "value": t.values[0], "values": dict(zip(goals, t.values)),
+                "val_mse": t.user_attrs.get("val_mse", t.values[0] if goals[0] == "val_mse"
+                                            else None),
+                "params": t.params, "cell": t.user_attrs.get("model_spec", {}).get("cell"),
+                "val_ssim": t.user_attrs.get("val_ssim")}
     return {
         "study": study.study_name,
         "storage": mask_url(storage_url),
         "target": target,
+        "objectives": goals,
         "trials": trial_counts(trials),
         "ran_this_run": ran,
         "seconds": round(seconds, 1),
-        "best": None if best is None else {
-            "number": best.number, "value": best.value, "params": best.params,
-            "cell": best.user_attrs.get("model_spec", {}).get("cell"),
-            "val_ssim": best.user_attrs.get("val_ssim"),
-        },
+        "best": entry(front[0]) if front else None,
+        **({"front": [entry(t) for t in front]} if len(goals) > 1 else {}),
         "baselines": None if baselines is None else {
             name: baselines[name]["mse"] for name in ("black", "copy_last", "mean_input")
             if name in baselines},
@@ -289,6 +279,18 @@ def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float
                      for t in trials if t.state == TrialState.FAIL and t.number not in retried],
         "notes": list(notes or []),
     }
+
+
+def _best_line(best: Mapping[str, Any], baselines: Mapping[str, Any], prefix: str) -> str:
+    """``val_mse 0.0093 = 0.50x black, 0.33x copy-last (trial 16): params``; with several
+    objectives the ratios follow in brackets."""
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()) or "-"
+    ratios = ratio_text(best["val_mse"], baselines) if best["val_mse"] is not None else ""
+    values = ", ".join(f"{k} {v:.6g}" for k, v in best["values"].items())
+    if ratios:
+        values += f" {ratios}" if list(best["values"]) == ["val_mse"] else \
+            f" [val_mse {ratios}]"
+    return f"{prefix}{values} (trial {best['number']}): {params}"
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
@@ -300,15 +302,15 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"{counts['failed']} failed" + (f"; {counts['retried']} lost to a stopped worker and "
                                         "run again" if counts["retried"] else ""),
     ]
-    best = summary["best"]
-    if best is None:
+    baselines = {k: {"mse": v} for k, v in (summary.get("baselines") or {}).items()}
+    if summary["best"] is None:
         lines.append("best: none yet (no complete trial)")
+    elif "front" in summary:
+        lines.append(f"Pareto front of {', '.join(summary['objectives'])} "
+                     f"({len(summary['front'])} trials, best {summary['objectives'][0]} first):")
+        lines += [_best_line(t, baselines, "  ") for t in summary["front"]]
     else:
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()) or "-"
-        baselines = {k: {"mse": v} for k, v in (summary.get("baselines") or {}).items()}
-        ratios = ratio_text(best["value"], baselines)
-        lines.append(f"best val_mse {best['value']:.6g}{' ' + ratios if ratios else ''} "
-                     f"(trial {best['number']}): {params}")
+        lines.append(_best_line(summary["best"], baselines, "best "))
     by_reason: dict[str, list[int]] = {}
     for failure in summary["failures"]:
         by_reason.setdefault(failure["reason"], []).append(failure["number"])

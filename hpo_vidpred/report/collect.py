@@ -18,11 +18,14 @@ from optuna.trial import FrozenTrial, TrialState
 from ..specs import METRICS
 from ..store.records import (
     best_trials,
+    pareto_front,
     study_baselines,
     study_kind,
     study_names,
     trial_cell,
+    study_objectives,
     trial_counts,
+    trial_value,
 )
 
 __all__ = ["ORDER", "SearchStudy", "CompareStudy", "Collection", "collect", "rank", "retrain_frame",
@@ -60,9 +63,22 @@ class SearchStudy:
     def field(self, key: str) -> Any:
         return self.spec["study"].get(key, "")
 
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return study_objectives(self.attrs)
+
     def best_per_cell(self) -> dict[str, FrozenTrial]:
-        """cell -> the complete trial with the lowest val_mse, best cell first."""
+        """cell -> the complete trial with the best first objective, best cell first."""
         return {trial_cell(t): t for t in reversed(best_trials(self.trials, 1, per_cell=True))}
+
+    def front(self) -> list[FrozenTrial]:
+        """The Pareto-optimal complete trials (one objective: the best), best first."""
+        return pareto_front(self.trials, self.study.directions)
+
+    @staticmethod
+    def mse(t: FrozenTrial) -> Optional[float]:
+        """A trial's validation MSE, whatever the study optimized (what skill is judged on)."""
+        return t.user_attrs.get("val_mse", trial_value(t))
 
     def command(self, storage: str) -> str:
         finished = trial_counts(self.trials)["finished"]

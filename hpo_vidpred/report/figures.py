@@ -54,13 +54,18 @@ def study_figures(s: SearchStudy) -> list[tuple[str, go.Figure]]:
     from optuna.importance import PedAnovaImportanceEvaluator
 
     complete = [t for t in s.trials if t.state == TrialState.COMPLETE]
+    goals = s.objectives
+    target = {} if len(goals) == 1 else {"target": lambda t: t.values[0]}  # the first objective
     out: list[tuple[str, Optional[go.Figure]]] = [
         ("optimization history", _quiet(vis.plot_optimization_history, s.study,
-                                        target_name="val_mse"))]
+                                        target_name=goals[0], **target))]
+    if len(goals) in (2, 3) and complete:
+        out.append((f"Pareto front of {', '.join(goals)}",
+                    _quiet(vis.plot_pareto_front, s.study, target_names=list(goals))))
     if len(complete) >= 2 and s.spec["search_space"]["params"]:
         out.append(("hyperparameter importance (PED-ANOVA)", _quiet(
             vis.plot_param_importances, s.study, evaluator=PedAnovaImportanceEvaluator(),
-            target_name="val_mse")))
+            target_name=goals[0], **target)))
     out.append(("parallel coordinates", parallel_figure(s)))
     if any(t.intermediate_values for t in s.trials):
         out.append(("intermediate values (val_mse per epoch)",
@@ -91,14 +96,14 @@ def parallel_figure(s: SearchStudy) -> Optional[go.Figure]:
     hyperparameters (search-space ranges, log where searched log) and val_mse, coloured by
     val_mse (darker = lower)."""
     space = s.spec["search_space"]["params"]
-    complete = sorted((t for t in s.trials if t.state == TrialState.COMPLETE),
-                      key=lambda t: -t.value)
+    complete = sorted((t for t in s.trials if t.state == TrialState.COMPLETE and t.values),
+                      key=lambda t: -t.values[0])
     if not complete:
         return None
     names = [k for k in dict.fromkeys(k for t in complete for k in t.params)]
     names.sort(key=lambda k: list(space).index(re.sub(r"_\d+$", "", k))
                if re.sub(r"_\d+$", "", k) in space else len(space))
-    values = np.array([t.value for t in complete])
+    values = np.array([t.values[0] for t in complete])
     lo, hi = float(values.min()), float(values.max())
     scaled = (values - lo) / (hi - lo) if hi > lo else np.full(len(values), 0.5)
     colors = sample_colorscale("Viridis", list(scaled))
@@ -112,7 +117,8 @@ def parallel_figure(s: SearchStudy) -> Optional[go.Figure]:
         fig.add_trace(go.Scatter(
             x=axes, y=ys + [float(y_obj)], mode="lines+markers", line=dict(color=color, width=2),
             marker=dict(size=5, color=color), name=f"trial {t.number}", showlegend=False,
-            hovertemplate=f"trial {t.number}<br>val_mse {t.value:.5g}<br>{params}<extra></extra>"))
+            hovertemplate=f"trial {t.number}<br>{s.objectives[0]} {t.values[0]:.5g}<br>{params}"
+                          "<extra></extra>"))
     fig.add_trace(go.Scatter(
         x=["val_mse"] * len(values), y=list(scaled), mode="markers", showlegend=False,
         marker=dict(color=values, colorscale="Viridis", showscale=True, size=6,

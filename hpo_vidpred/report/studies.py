@@ -18,7 +18,7 @@ from .collect import SearchStudy, Collection, compute_hours
 from .tables import NO_BASELINES, Table, fmt, fmt_int, not_learned, num, verdict_cells
 
 __all__ = ["EDGE_SHARE", "edge_warnings", "outcome_shares", "best_config_table",
-           "studies_table", "study_tables"]
+           "front_table", "studies_table", "study_tables"]
 
 EDGE_SHARE = 0.05  # the outer share of a float range that counts as its edge
 _SKILL = ("skill = 1 - val_mse / the best trivial predictor's val_mse (black, copy-last, "
@@ -78,9 +78,9 @@ def best_config_table(store: Collection) -> Optional[Table]:
         for cell, t in s.best_per_cell().items():
             params = ", ".join(f"{k}={num(v)}" for k, v in t.params.items())
             rows.append([s.field("data"), s.field("arch"), str(cell), s.name, str(t.number),
-                         f"{t.value:.4g}", *verdict_cells(t.value, s.baselines),
+                         fmt(s.mse(t), ".4g"), *verdict_cells(s.mse(t), s.baselines),
                          fmt_int(t.user_attrs.get("n_params")), params])
-            line = not_learned(f"{s.name} {cell} trial {t.number}", t.value, s.baselines)
+            line = not_learned(f"{s.name} {cell} trial {t.number}", s.mse(t), s.baselines)
             notes += [line] if line else []
     if not rows:
         return None
@@ -103,8 +103,8 @@ def studies_table(store: Collection) -> Optional[Table]:
     for s in store.search:
         o = outcome_shares(s.trials)
         cpu, gpu = compute_hours(s.trials)
-        best = min((t.value for t in s.trials if t.state == TrialState.COMPLETE
-                    and t.value is not None), default=None)
+        front = s.front()
+        best = s.mse(front[0]) if front else None
         rows.append([s.name, s.field("cell") or "searched", s.field("budget"),
                      s.field("sampler"), s.field("pruner"), str(o["finished"]),
                      str(o["complete"]), f"{o['pruned_pct']:.0f}%", f"{o['failed_pct']:.0f}%",
@@ -188,10 +188,30 @@ def study_tables(store: Collection, s: SearchStudy) -> list[Table]:
             if "warm_start" in t.user_attrs]
     if warm:
         notes.append("warm-started (hpo run --warm-start): " + "; ".join(warm))
-    return [Table(f"study-{s.name}", f"Study {s.name}: hyperparameters",
-                  pd.DataFrame(rows, columns=["hyperparameter", "role", "values",
-                                              "best (per cell)", "edge"]),
-                  s.command(store.url), notes, section=s.name)]
+    tables = [Table(f"study-{s.name}", f"Study {s.name}: hyperparameters",
+                    pd.DataFrame(rows, columns=["hyperparameter", "role", "values",
+                                                "best (per cell)", "edge"]),
+                    s.command(store.url), notes, section=s.name)]
+    return tables + ([front_table(store, s)] if len(s.objectives) > 1 else [])
+
+
+def front_table(store: Collection, s: SearchStudy) -> Table:
+    """A multi-objective study's non-dominated configurations: the objectives, the skill of each
+    against the trivial predictors (validation split), the sampled values; best first."""
+    rows = []
+    for t in s.front():
+        params = ", ".join(f"{k}={num(v)}" for k, v in t.params.items())
+        rows.append([str(t.number), str(t.user_attrs.get("model_spec", {}).get("cell", "-")),
+                     *(num(v) for v in t.values), *verdict_cells(s.mse(t), s.baselines),
+                     fmt_int(t.user_attrs.get("n_params")), params])
+    return Table(f"front-{s.name}", f"Study {s.name}: Pareto front of "
+                 f"{', '.join(s.objectives)}", pd.DataFrame(rows, columns=[
+                     "trial", "cell", *s.objectives, "skill", "learned", "params",
+                     "sampled values"]),
+                 f"hpo export --study {s.name} --pick knee --storage {store.url}",
+                 ["non-dominated: no other complete trial is at least as good in every objective "
+                  "and better in one; ms_per_step measured on each trial's own device", _SKILL],
+                 section=s.name)
 
 
 def _skill_notes(s: SearchStudy, best: Mapping[str, FrozenTrial]) -> list[str]:
@@ -201,11 +221,11 @@ def _skill_notes(s: SearchStudy, best: Mapping[str, FrozenTrial]) -> list[str]:
     split = s.baselines.get("split", "val")
     out = []
     for cell, t in best.items():
-        v = judge(t.value, s.baselines)
-        line = not_learned(f"{cell} best, trial {t.number}, val_mse {t.value:.4g}", t.value,
+        v = judge(s.mse(t), s.baselines)
+        line = not_learned(f"{cell} best, trial {t.number}, val_mse {s.mse(t):.4g}", s.mse(t),
                            s.baselines)
         out.append(line or (
-            f"{cell} best, trial {t.number}: val_mse {t.value:.4g}, skill {fmt(v['skill'], '.3g')} "
+            f"{cell} best, trial {t.number}: val_mse {s.mse(t):.4g}, skill {fmt(v['skill'], '.3g')} "
             f"against the trivial predictors on the {split} split (= " + ", ".join(
                 f"{r:.2f}x {TRIVIAL[n]}" for n, r in v["ratios"].items()
                 if r is not None) + ")"))

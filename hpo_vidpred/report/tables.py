@@ -138,7 +138,7 @@ def skill_summary(store: Collection, results: pd.DataFrame) -> list[str]:
         for cell, t in s.best_per_cell().items():
             judged += 1
             line = not_learned(f"{s.field('data')} / {s.field('arch')} / {cell} best of search "
-                               f"study {s.name} (trial {t.number}, validation split)", t.value,
+                               f"study {s.name} (trial {t.number}, validation split)", s.mse(t),
                                s.baselines)
             lines += [line] if line else []
     if judged and not lines:

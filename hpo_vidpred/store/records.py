@@ -39,7 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import __version__
 from ..errors import HpoError
-from ..specs import DataSpec, ModelSpec, TrainSpec, dict_changes, to_record
+from ..specs import DataSpec, ModelSpec, StudySpec, TrainSpec, dict_changes, to_record
 
 __all__ = [
     "KINDS",
@@ -61,6 +61,8 @@ __all__ = [
     "study_budget",
     "study_kind",
     "study_names",
+    "study_objectives",
+    "pareto_front",
     "trial_cell",
     "trial_counts",
     "trial_value",
@@ -86,7 +88,7 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-_SECTIONS = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec}
+_SECTIONS = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "study": StudySpec}
 _ADDED_SINCE_0_1 = {"model": {"forget_bias": 0.0}}  # spec fields newer than version 0.1
 
 
@@ -97,7 +99,8 @@ def spec_differences(stored: Mapping[str, Any], record: Mapping[str, Any]) -> li
     stored = dict(stored)
     for section, cls in _SECTIONS.items():
         if isinstance(stored.get(section), Mapping):
-            defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
+            defaults = json.loads(json.dumps({f.name: _default(f)
+                                              for f in dataclasses.fields(cls)}))
             stored[section] = {**{k: v for k, v in defaults.items()
                                   if k in record.get(section, {})}, **stored[section]}
     return dict_changes(stored, record)
@@ -112,7 +115,8 @@ def _default(f: dataclasses.Field) -> Any:
 def open_record(storage: Any, name: str, kind: str, record: Mapping[str, Any], *,
                 budget: Mapping[str, Any], objective: str = "val_mse", create: bool = True,
                 fix: str = "", sampler: Any = None, pruner: Any = None,
-                extra: Mapping[str, Any] | None = None) -> optuna.Study | None:
+                extra: Mapping[str, Any] | None = None,
+                directions: Sequence[str] = ("minimize",)) -> optuna.Study | None:
     """The study ``name`` of ``kind``: loaded when it exists and recorded the same ``record``,
     else created with its attributes (``create=False``: None when it does not exist).
 
@@ -126,7 +130,8 @@ def open_record(storage: Any, name: str, kind: str, record: Mapping[str, Any], *
         if not create:
             return None
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                    pruner=pruner, direction="minimize", load_if_exists=True)
+                                    pruner=pruner, directions=list(directions),
+                                    load_if_exists=True)
     attrs = study.user_attrs
     if "spec" not in attrs and not study.trials:  # new (or a concurrent run's, not yet recorded)
         set_attrs(study, {"spec": dict(record), "kind": kind, "objective": objective,
@@ -244,6 +249,24 @@ def trial_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
 def trial_value(trial: FrozenTrial) -> float | None:
     """A trial's value, or the first objective's in a multi-objective study (None if none)."""
     return trial.values[0] if trial.values else None
+
+
+def study_objectives(attrs: Mapping[str, Any]) -> tuple[str, ...]:
+    """The objectives a study optimizes (``val_mse`` for stores of version 0.1)."""
+    study = (attrs.get("spec") or {}).get("study") or {}
+    return tuple(study.get("objectives") or (attrs.get("objective") or "val_mse").split(","))
+
+
+def pareto_front(trials: Iterable[FrozenTrial], directions: Sequence[Any]) -> list[FrozenTrial]:
+    """The complete trials no other complete trial dominates (one objective: the best one),
+    best first objective first."""
+    signs = [1 if str(getattr(d, "name", d)).lower() == "minimize" else -1 for d in directions]
+    keyed = [(t, [s * v for s, v in zip(signs, t.values)]) for t in trials
+             if t.state == TrialState.COMPLETE and t.values]
+    front = [t for t, a in keyed
+             if not any(all(x <= y for x, y in zip(b, a)) and b != a for _, b in keyed)]
+    front.sort(key=lambda t: (signs[0] * t.values[0], t.number))
+    return front if len(signs) > 1 else front[:1]
 
 
 def best_trials(trials: Iterable[FrozenTrial], top: int = 1,

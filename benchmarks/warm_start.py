@@ -1,0 +1,120 @@
+"""Warm start vs cold start: does carrying what one study learned into the next save compute?
+
+    python benchmarks/warm_start.py --json                       # the RESULTS.md run
+    python benchmarks/warm_start.py --budget smoke --trials 3 --source-trials 2 --seeds 0 --json
+
+A source study -- the CPU demo's autoencoder search on Moving MNIST with **one** digit (budget
+``small``, ``--source-trials`` trials) -- then, per seed, two studies of the target task, Moving
+MNIST with **two** digits at the same frames and schedule: ``cold`` (``hpo run`` as it is) and
+``warm`` (``hpo run --warm-start SOURCE --warm-top K``). Both run ``--trials`` trials with the
+project's defaults (multivariate TPE, Hyperband, the trivial-predictor guard), one worker. Per
+strategy: trials and trial-epochs until a trial first reports a validation MSE at or below the
+cold studies' median final best (the target), and the best within equal compute. Target of
+issue 15: the warm start reaches it with >= 2x fewer trial-epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hpo_vidpred.bench import BenchObjective, ensure_budget, script_main
+from hpo_vidpred.budgets import get as get_budget
+
+
+def _run(name: str, budget: Any, trials: int, url: str, seed: int, warm: tuple[str, ...] = (),
+         top: int = 3) -> None:
+    from hpo_vidpred.jobs import workers
+    from hpo_vidpred.jobs.search import plan_study
+    from hpo_vidpred.specs import StudySpec
+
+    spec = StudySpec(arch="autoencoder", data="mmnist", budget=budget.name, name=name, seed=seed)
+    workers.run(plan_study(spec), storage_url=url, trials=trials, workers=1, devices="cpu",
+                progress=False, objective=BenchObjective(budget), warm=warm, warm_top=top)
+
+
+def _curves(url: str, name: str) -> list[dict[str, Any]]:
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=url)
+    return [{"number": t.number, "state": t.state.name, "warm": "warm_start" in t.user_attrs,
+             "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)]}
+            for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+            if t.state.is_finished()]
+
+
+def to_reach(trials: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """Trials and trial-epochs until some trial first reports ``val_mse <= target``."""
+    epochs = 0
+    for i, t in enumerate(trials, start=1):
+        for k, value in enumerate(t["curve"], start=1):
+            if value <= target:
+                return {"reached": True, "trials": i, "epochs": epochs + k}
+        epochs += len(t["curve"])
+    return {"reached": False, "trials": len(trials), "epochs": epochs}
+
+
+def analyse(studies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The target (the cold studies' median final best) and each strategy's compute to it."""
+    best = {(s["strategy"], s["seed"]): min(v for t in s["trials"] for v in t["curve"])
+            for s in studies if any(t["curve"] for t in s["trials"])}
+    target = statistics.median(v for (k, _), v in best.items() if k == "cold")
+    rows = [{"strategy": s["strategy"], "seed": s["seed"], "best": best.get((s["strategy"],
+             s["seed"])), **to_reach(s["trials"], target),
+             "total_epochs": sum(len(t["curve"]) for t in s["trials"])} for s in studies]
+    out: dict[str, Any] = {"target": target, "studies": rows}
+    for strategy in ("cold", "warm"):
+        mine = [r for r in rows if r["strategy"] == strategy]
+        out[strategy] = {"reached": sum(r["reached"] for r in mine), "seeds": len(mine),
+                         "mean_trials": statistics.mean(r["trials"] for r in mine),
+                         "mean_epochs": statistics.mean(r["epochs"] for r in mine)}
+    out["epochs_ratio_cold_over_warm"] = (round(out["cold"]["mean_epochs"]
+                                                / out["warm"]["mean_epochs"], 3)
+                                          if out["warm"]["mean_epochs"] else None)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", default="small", help="the source's budget (one digit)")
+    parser.add_argument("--source-trials", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=12, help="trials per target study")
+    parser.add_argument("--top", type=int, default=3, help="--warm-top")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--keep", default=None, help="folder to keep the store in")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    source = get_budget(args.budget)
+    two = dataclasses.replace(source, name=f"{source.name}-2digits",
+                              summary=f"{source.name} with two Moving MNIST digits",
+                              data_options={"mmnist": {"digits": 2}})
+    ensure_budget(two)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{folder / 'warm.db'}"
+        _run("source", source, args.source_trials, url, seed=100)
+        studies = []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for strategy, warm in (("cold", ()), ("warm", ("source",))):
+                name = f"{strategy}-{seed}"
+                _run(name, two, args.trials, url, seed, warm, args.top)
+                studies.append({"strategy": strategy, "seed": seed,
+                                "trials": _curves(url, name)})
+    result = {**analyse(studies), "settings": vars(args)}
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"target (cold median final best) {result['target']:.6g}; trial-epochs to it: "
+              f"cold {result['cold']['mean_epochs']:.1f}, warm {result['warm']['mean_epochs']:.1f}"
+              f" ({result['epochs_ratio_cold_over_warm']}x)")
+    return result
+
+
+if __name__ == "__main__":
+    script_main(main)

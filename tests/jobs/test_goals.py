@@ -1,0 +1,111 @@
+"""Multi-objective studies: both values stored, the Pareto front in the summary, report and export
+(--pick), pruning on the validation-MSE curve where Optuna cannot prune."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from hpo_vidpred.cli import main
+from hpo_vidpred.errors import HpoError
+from hpo_vidpred.jobs.goals import Guard, choose, knee
+from hpo_vidpred.store.records import pareto_front
+
+SPACE = "params:\n  lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}\n"
+RUN = ["run", "--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke", "--workers", "1",
+       "--search-space", "space.yaml"]
+BASELINES = {"split": "val", "black": {"mse": 0.03}, "copy_last": {"mse": 0.05},
+             "mean_input": {"mse": 0.04}}
+
+
+def _trial(number: int, values: list[float]) -> optuna.trial.FrozenTrial:
+    t = create_trial(values=values, params={"lr": 0.01}, distributions={
+        "lr": FloatDistribution(1e-3, 1e-1)})
+    t.number = number
+    return t
+
+
+def test_the_front_is_the_non_dominated_trials_and_pick_chooses_by_rule() -> None:
+    # (val_mse, ms_per_step): 0 and 1 and 3 are non-dominated, 2 is dominated by 1
+    trials = [_trial(0, [0.010, 100.0]), _trial(1, [0.012, 40.0]), _trial(2, [0.013, 50.0]),
+              _trial(3, [0.020, 10.0])]
+    front = pareto_front(trials, ["minimize", "minimize"])
+    assert [t.number for t in front] == [0, 1, 3]  # best val_mse first
+    assert knee(front, ["minimize", "minimize"]).number == 1  # nearest the ideal corner
+    goals = ("val_mse", "ms_per_step")
+    directions = ["minimize", "minimize"]
+    assert choose(front, goals, directions, "fastest-within:5%").number == 0
+    assert choose(front, goals, directions, "fastest-within:25%").number == 1
+    with pytest.raises(HpoError, match="use knee or fastest-within:P%"):
+        choose(front, goals, directions, "cheapest")
+    with pytest.raises(HpoError, match="needs ms_per_step"):
+        choose(front, ("val_mse", "params"), directions, "fastest-within:5%")
+
+
+def test_multi_objective_trials_are_pruned_on_the_median_of_the_val_mse_curves() -> None:
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    for i in range(5):  # five complete trials whose epoch-1 val_mse is 0.010 .. 0.014
+        study.add_trial(create_trial(values=[0.01 + 0.001 * i, 1.0],
+                                     user_attrs={"val_mse_curve": [0.01 + 0.001 * i, 0.009]}))
+    worse, better = study.ask(), study.ask()
+    guard = Guard(worse, BASELINES, epochs=4, multi=True, prune=True)
+    guard.report(0.0125, 1)
+    assert guard.should_prune() and worse.user_attrs["val_mse_curve"] == [0.0125]
+    guard = Guard(better, BASELINES, epochs=4, multi=True, prune=True)
+    guard.report(0.011, 1)
+    assert not guard.should_prune()
+    guard.report(0.031, 2)  # no better than predicting black after two epochs
+    assert guard.should_prune() and guard.tripped
+    off = Guard(study.ask(), BASELINES, epochs=4, multi=True, prune=False)  # --pruner none
+    off.report(0.5, 2)
+    assert not off.should_prune()
+
+
+def test_a_multi_objective_study_end_to_end(tmp_path: Path, capsys) -> None:
+    Path("space.yaml").write_text(SPACE)
+    assert main([*RUN, "--trials", "4", "--objectives", "val_mse,ms_per_step,params", "--quiet",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    study = optuna.load_study(study_name="autoencoder-mmnist", storage="sqlite:///studies/hpo.db")
+    assert [d.name for d in study.directions] == ["MINIMIZE"] * 3
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete and all(len(t.values) == 3 for t in complete)
+    for t in complete:
+        assert t.values[0] == t.user_attrs["val_mse"] and t.values[1] == t.user_attrs["step_ms"]
+        assert t.values[2] == t.user_attrs["n_params"]
+        assert t.user_attrs["val_mse_curve"][t.user_attrs["best_epoch"] - 1] == t.values[0]
+    front = pareto_front(study.trials, study.directions)
+    assert [e["number"] for e in summary["front"]] == [t.number for t in front]
+    assert summary["objectives"] == ["val_mse", "ms_per_step", "params"]
+    assert main(["export", "--study", "autoencoder-mmnist", "--pick", "knee"]) == 0
+    assert "pick: knee" in capsys.readouterr().out
+    assert main(["report", "--out", "rep"]) == 0
+    tables = Path("rep/tables.md").read_text()
+    assert "Pareto front of val_mse, ms_per_step, params" in tables
+    assert "Pareto front" in Path("rep/study-autoencoder-mmnist.html").read_text()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--objectives", "ms_per_step,val_mse"], "must start with a quality"),
+    (["--objectives", "val_mse,val_mse"], "distinct names"),
+    (["--objectives", "val_mse,speed"], "unknown objective 'speed'"),
+    (["--objectives", "val_mse,params", "--sampler", "cmaes"], "optimizes one objective"),
+])
+def test_objectives_a_study_cannot_have_are_one_line(argv, message, capsys) -> None:
+    Path("space.yaml").write_text(SPACE)
+    assert main([*RUN, "--trials", "1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not Path("studies/hpo.db").exists()
+
+
+def test_pick_needs_a_front(capsys) -> None:
+    Path("space.yaml").write_text(SPACE)
+    assert main([*RUN, "--trials", "1", "--quiet"]) == 0
+    assert main(["export", "--study", "autoencoder-mmnist", "--pick", "knee"]) == 2
+    assert "has one objective" in capsys.readouterr().err
