@@ -17,7 +17,7 @@ STAMP := $(VENV)/.hpo-installed
 .PHONY: demo test setup
 
 demo: $(STAMP)
-	@echo "[4/4] the quick-start study (about 15 minutes on 2 CPU cores)"
+	@echo "[4/4] the quick-start study (about 10 minutes on 2 CPU cores)"
 	$(BIN)/hpo run --arch autoencoder --data mmnist --trials 20 --budget small
 
 test: $(STAMP)

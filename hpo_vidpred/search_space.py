@@ -37,7 +37,8 @@ from typing import Any
 from .errors import HpoError
 from .specs import ModelSpec, TrainSpec, load_yaml
 
-__all__ = ["MODEL_KEYS", "TRAIN_KEYS", "Param", "SearchSpace", "load_search_space"]
+__all__ = ["MODEL_KEYS", "TRAIN_KEYS", "Param", "SearchSpace", "load_search_space",
+           "param_base"]
 
 # Set by the budget (epochs, steps, evaluation), by the run (seed, device) or the device itself.
 _NOT_TUNABLE = {"epochs", "steps_per_epoch", "val_batch_size", "seed", "device", "bf16",
@@ -174,6 +175,11 @@ class SearchSpace:
     def _layers(p: Param, value: Any, values: Mapping[str, Any]) -> Any:
         return (value,) * int(values[p.per_layer]) if p.per_layer else value
 
+    def param_of(self, name: str) -> Param | None:
+        """The parameter a trial's parameter ``name`` belongs to: ``hidden_2`` is a value of a
+        per-layer ``hidden``."""
+        return self.param(name) or self.param(param_base(name))
+
     def param(self, name: str) -> Param | None:
         """The parameter called ``name``, if it is searched."""
         return next((p for p in self.params if p.name == name), None)
@@ -182,6 +188,12 @@ class SearchSpace:
         """The canonical YAML form."""
         return {"arch": self.arch, "fixed": dict(self.fixed),
                 "params": {p.name: p.to_dict() for p in self.params}}
+
+
+def param_base(name: str) -> str:
+    """The search-space parameter a sampled name stands for: ``hidden_2`` -> ``hidden`` (per
+    layer), anything else itself."""
+    return re.sub(r"_\d+$", "", name)
 
 
 def load_search_space(source: str | Path | Mapping[str, Any], arch: str,

@@ -86,3 +86,22 @@ def test_writing_a_comparison_report_loads_no_torch(tmp_path: Path) -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "r" / "index.html").is_file()
+
+
+def test_writing_a_report_of_search_studies_loads_no_torch(tmp_path: Path) -> None:
+    """The committed store of version 0.1 holds search, fixed and comparison studies: reading
+    their budgets must not reach the datasets (which import torch)."""
+    import shutil
+
+    shutil.copy(Path(__file__).parent / "fixtures" / "store-0.1.0" / "store.db", tmp_path)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    script = (
+        "import sys\n"
+        "import hpo_vidpred.report as r\n"
+        f"r.write_report({url!r}, {str(tmp_path / 'r')!r})\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch')\n"
+        "assert not bad, bad[:5]\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "search-space widths capped" in (tmp_path / "r" / "tables.md").read_text()

@@ -157,8 +157,9 @@ def test_run_learns_and_reports_everything() -> None:
     assert len(result.best_metrics["mse_per_step"]) == 2
     assert curves["lr"] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3])  # step_half: x0.1 after 2
     attrs = result.user_attrs()
-    assert set(attrs) == {"n_params", "stop_reason", "best_epoch", "epochs", "step_ms",
+    assert set(attrs) == {"val_mse", "n_params", "stop_reason", "best_epoch", "epochs", "step_ms",
                           "train_seconds", "val_ssim", "val_psnr", "device"}
+    assert attrs["val_mse"] == result.best_val_mse
     assert attrs["n_params"] == 10 and attrs["device"] == "cpu" and attrs["step_ms"] > 0
     json.dumps(result.summary(), allow_nan=False)
 

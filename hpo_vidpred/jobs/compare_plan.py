@@ -22,7 +22,7 @@ from ..errors import HpoError
 from ..devices import resolve_device
 from ..specs import DataSpec, ModelSpec, StudySpec, TrainSpec, dict_changes, from_dict, to_record
 from ..store import open_storage, sqlite_path
-from ..store.records import best_trials, config_id, study_kind, trial_cell
+from ..store.records import best_trials, config_id, study_kind, trial_cell, trial_mse
 from .export import load_configurations
 from .fixed import FixedPlan, plan_fixed
 
@@ -187,7 +187,7 @@ def _optimized_specs(source: Mapping[str, Any], budget: str, data_dir: Optional[
                            "budget (leave out --budget) to retrain it exactly")
         return c.model, c.train, c.data, c.source
     trial: FrozenTrial = source["trial"]
-    text = f"study {source['study']} trial {trial.number} (val_mse {trial.value:.5g})"
+    text = f"study {source['study']} trial {trial.number} (val_mse {trial_mse(trial):.5g})"
     if budget == source["budget"]:
         model = from_dict(ModelSpec, trial.user_attrs["model_spec"])
         train = from_dict(TrainSpec, trial.user_attrs["train_spec"])

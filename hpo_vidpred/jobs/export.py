@@ -42,7 +42,7 @@ from ..store.records import (
     study_kind,
     study_objectives,
     trial_cell,
-    trial_value,
+    trial_mse,
 )
 from .fixed import FixedPlan
 from .goals import choose
@@ -67,8 +67,9 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
                  url: str = "", pick: str | None = None) -> dict[str, Any]:
     """The export document of study ``name`` (see the module docstring); JSON-safe.
 
-    A multi-objective study exports its Pareto front, or with ``pick`` (``knee``,
-    ``fastest-within:5%``) one configuration of it (:func:`hpo_vidpred.jobs.goals.pick`).
+    A multi-objective study exports its Pareto front (``top`` and ``per_cell`` are for studies of
+    one objective), or with ``pick`` (``knee``, ``fastest-within:5%``) one configuration of it
+    (:func:`hpo_vidpred.jobs.goals.choose`).
     Compare studies hold test-set results and are refused: selecting on the test split would
     leak it into the configuration.
     """
@@ -88,10 +89,9 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
     if pick is not None and len(goals) == 1:
         raise HpoError(f"--pick chooses from a Pareto front; study {name!r} has one objective "
                        f"({goals[0]}): leave it out")
-    all_trials = study.get_trials(deepcopy=False)
-    trials = (best_trials(all_trials, top, per_cell) if len(goals) == 1 else
-              [t for t in pareto_front(all_trials, study.directions) if t in
-               best_trials(all_trials, len(all_trials))])
+    trials = (best_trials(study.get_trials(deepcopy=False), top, per_cell) if len(goals) == 1
+              else [t for t in pareto_front(study) if "model_spec" in t.user_attrs
+                    and "train_spec" in t.user_attrs])
     if pick is not None and trials:
         trials = [choose(trials, goals, study.directions, pick)]
     if not trials:
@@ -106,7 +106,7 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
                   if k in config and config[k] != v]  # what the budget changed (widths, patch)
         configurations.append({
             "rank": rank, "cell": trial_cell(t), "trial": t.number,
-            "val_mse": t.user_attrs.get("val_mse", trial_value(t)),
+            "val_mse": trial_mse(t),
             **({"values": dict(zip(goals, t.values))} if len(goals) > 1 else {}),
             "n_params": t.user_attrs.get("n_params"), "params": dict(t.params),
             **({"budget_capped": capped} if capped else {}),

@@ -5,11 +5,12 @@ One objective is an ordinary Optuna study with Hyperband pruning. Several make a
 study (TPE's multi-objective mode by default, NSGA-II with ``--sampler nsga2``) whose result is a
 Pareto front; Optuna neither takes intermediate values nor prunes such studies, so the trials keep
 their validation-MSE curve as a user attribute (``val_mse_curve``) and :class:`Guard` prunes on it
-with a median rule (from the fifth complete trial, a trial worse than the median of the complete
-trials' curves at the same epoch stops), besides the trivial-predictor rule every study has. The
-first objective must be a quality (``val_mse`` or ``val_ssim``): the front is read best-quality
-first and ``hpo export --pick`` starts there. Cost is measured on the trial's own device in the
-same run.
+with a median rule (from the fifth complete trial, a trial whose best value so far is worse than
+the median of the complete trials' curves at the same epoch stops, Optuna's MedianPruner rule),
+besides the trivial-predictor rule every study has. The first objective is ``val_mse``: what
+pruning follows, what is judged against the trivial predictors and where the front is read from
+(``hpo export --pick``); ``val_ssim`` (maximized), ``ms_per_step`` and ``params`` come after it.
+Cost is measured on the trial's own device in the same run.
 """
 
 from __future__ import annotations
@@ -37,13 +38,12 @@ class Goal:
     name: str
     direction: str  # minimize | maximize
     read: Callable[[Any], float | None]
-    quality: bool = False  # a prediction quality (may come first)
 
 
 GOALS: Registry[Goal] = Registry("objective")
 for _goal in (
-    Goal("val_mse", "minimize", lambda r: r.best_val_mse, quality=True),
-    Goal("val_ssim", "maximize", lambda r: r.val_ssim, quality=True),
+    Goal("val_mse", "minimize", lambda r: r.best_val_mse),
+    Goal("val_ssim", "maximize", lambda r: r.val_ssim),
     Goal("ms_per_step", "minimize", lambda r: r.step_ms),
     Goal("params", "minimize", lambda r: float(r.n_params)),
 ):
@@ -53,15 +53,16 @@ SINGLE_ONLY = ("cmaes",)  # samplers that optimize one objective only
 
 
 def check_goals(names: Sequence[str], sampler: str) -> None:
-    """One line for objectives a study cannot have: unknown, repeated, a cost first, or a sampler
-    of one objective for several."""
+    """One line for objectives a study cannot have: unknown, repeated, not starting with val_mse,
+    or a sampler of one objective for several."""
     for name in names:
         GOALS.get(name)
     if not names or len(set(names)) != len(names):
         raise HpoError("--objectives needs distinct names, e.g. val_mse,ms_per_step")
-    if not GOALS.get(names[0]).quality:
-        raise HpoError(f"--objectives must start with a quality (val_mse or val_ssim), not "
-                       f"{names[0]}")
+    if names[0] != "val_mse":
+        raise HpoError(f"--objectives must start with val_mse (what pruning follows and the "
+                       f"trivial predictors are judged on), not {names[0]}; e.g. val_mse,"
+                       f"{','.join(n for n in names if n != 'val_mse')}")
     if len(names) > 1 and sampler in SINGLE_ONLY:
         raise HpoError(f"sampler {sampler} optimizes one objective; use tpe, nsga2, random, qmc "
                        "or gp with several --objectives")
@@ -117,10 +118,12 @@ class Guard:
         return self._worse_than_median(step, value) if self.multi else self.trial.should_prune()
 
     def _worse_than_median(self, step: int, value: float) -> bool:
+        """Optuna's MedianPruner rule on the curves: this trial's best so far against the
+        median of the complete trials at the same epoch."""
         curves = [t.user_attrs.get("val_mse_curve", ()) for t in self.trial.study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE,))]
         at_step = [c[step - 1] for c in curves if len(c) >= step]
-        return len(at_step) >= MEDIAN_STARTUP and value > statistics.median(at_step)
+        return len(at_step) >= MEDIAN_STARTUP and min(self.curve) > statistics.median(at_step)
 
 
 def knee(trials: Sequence[optuna.trial.FrozenTrial], directions: Sequence[str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ from ..specs import TrainSpec
 if TYPE_CHECKING:
     from .search import StudyPlan
 
-__all__ = ["N_STARTUP", "PRUNERS", "SAMPLERS", "make_pruner", "make_sampler"]
+__all__ = ["N_STARTUP", "PRUNERS", "SAMPLERS", "machine_index", "make_pruner", "make_sampler"]
 
 # A sampler factory takes (study seed, this worker's seed, random startup trials).
 SAMPLERS: Registry[Callable[[int, int, int], optuna.samplers.BaseSampler]] = Registry("sampler")
@@ -89,10 +90,28 @@ def _no_pruner(train: TrainSpec) -> optuna.pruners.BasePruner:
 
 
 def make_sampler(plan: StudyPlan, worker_seed: int) -> optuna.samplers.BaseSampler:
-    """The plan's sampler, seeded for one worker (see :mod:`hpo_vidpred.jobs.workers`)."""
+    """The plan's sampler, seeded for one worker (see :mod:`hpo_vidpred.jobs.workers`) of this
+    machine (:func:`machine_index`)."""
+    seed = (worker_seed + 7919 * machine_index()) % 2**31
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return SAMPLERS.get(plan.spec.sampler)(plan.spec.seed, worker_seed, N_STARTUP)
+        return SAMPLERS.get(plan.spec.sampler)(plan.spec.seed, seed, N_STARTUP)
+
+
+# The tasks of a job array (Slurm, a Kubernetes Indexed Job) start together with the same study
+# and worker indices: their task index goes into the sampler seeds, or they would all draw the
+# same first configurations. Machines started by hand: HPO_MACHINE_INDEX=1, 2, ...
+_MACHINE_INDEX = ("HPO_MACHINE_INDEX", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX")
+
+
+def machine_index() -> int:
+    """This machine's index among the jobs sharing a study (the first of the variables above
+    that holds a number; 0 on a single machine)."""
+    for variable in _MACHINE_INDEX:
+        value = os.environ.get(variable, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def make_pruner(plan: StudyPlan) -> optuna.pruners.BasePruner:

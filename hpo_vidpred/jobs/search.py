@@ -37,6 +37,8 @@ from ..store.records import (
     open_record,
     pareto_front,
     study_objectives,
+    trial_cell,
+    trial_mse,
     ratio_text,
     retried_numbers,
     study_baselines,
@@ -176,6 +178,8 @@ class TrainObjective:
     multi-worker study is created), :meth:`baselines` once, then the objective per trial.
     """
 
+    _baselines: dict[str, Any] | None = None  # the study's, once this worker has read them
+
     def check(self, plan: StudyPlan) -> None:
         """Fail with one line if the data is missing, without loading it (``data info``)."""
         data_mod.info(plan.data)
@@ -205,8 +209,10 @@ class TrainObjective:
         except HpoError as exc:  # a sampled combination the architecture rejects
             return Outcome(TrialState.FAIL, reason=f"invalid configuration: {exc}")
         goals = plan.spec.objectives
-        guard = Guard(trial, study_baselines(trial.study.user_attrs), train_spec.epochs,
-                      multi=len(goals) > 1, prune=plan.spec.pruner != "none")
+        if self._baselines is None:  # read once per worker (a worker records them first)
+            self._baselines = study_baselines(trial.study.user_attrs) or {}
+        guard = Guard(trial, self._baselines, train_spec.epochs, multi=len(goals) > 1,
+                      prune=plan.spec.pruner != "none")
         result = train_mod.train_and_evaluate(model, data, train_spec, trial=guard,
                                               data_spec=plan.data, eta=eta)
         for key, value in result.user_attrs().items():
@@ -252,14 +258,12 @@ def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float
     trials = study.get_trials(deepcopy=False)
     retried = retried_numbers(trials)
     goals = list(study_objectives(study.user_attrs))
-    front = pareto_front(trials, study.directions)
+    front = pareto_front(study)
     baselines = study_baselines(study.user_attrs)
 
     def entry(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
         return {"number": t.number, "value": t.values[0], "values": dict(zip(goals, t.values)),
-                "val_mse": t.user_attrs.get("val_mse", t.values[0] if goals[0] == "val_mse"
-                                            else None),
-                "params": t.params, "cell": t.user_attrs.get("model_spec", {}).get("cell"),
+                "val_mse": trial_mse(t), "params": t.params, "cell": trial_cell(t),
                 "val_ssim": t.user_attrs.get("val_ssim")}
     return {
         "study": study.study_name,

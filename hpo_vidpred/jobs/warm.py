@@ -15,7 +15,6 @@ architecture, or with no parameter in common, are refused with one line.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,15 +25,6 @@ from ..search_space import Param, SearchSpace
 from ..store.records import best_trials, load_study, study_kind, trial_value
 
 __all__ = ["map_params", "warm_start"]
-
-
-def _param(space: SearchSpace, name: str) -> Param | None:
-    """The parameter ``name`` stands for (``hidden_2`` -> a per-layer ``hidden``)."""
-    param = space.param(name)
-    if param is None and re.fullmatch(r".+_\d+", name):
-        base = space.param(name.rsplit("_", 1)[0])
-        param = base if base is not None and base.per_layer else None
-    return param
 
 
 def _into(p: Param, value: Any) -> tuple[Any, str]:
@@ -65,9 +55,10 @@ def map_params(params: dict[str, Any], space: SearchSpace) -> tuple[dict[str, An
     out: dict[str, Any] = {}
     changes: list[str] = []
     for name, value in params.items():
-        p = _param(space, name)
-        if p is None:
-            changes.append(f"{name}={value} dropped (not searched here)")
+        p = space.param_of(name)
+        if p is None or (p.per_layer and name == p.name):  # one value where layers have one each
+            where = "searched per layer here" if p is not None else "not searched here"
+            changes.append(f"{name}={value} dropped ({where})")
             continue
         mapped, why = _into(p, value)
         if mapped is None:
@@ -80,11 +71,11 @@ def map_params(params: dict[str, Any], space: SearchSpace) -> tuple[dict[str, An
 
 
 def warm_start(study: optuna.Study, storage: Any, sources: Sequence[str], space: SearchSpace,
-               arch: str, top: int) -> list[str]:
-    """Enqueue the top-``top`` configurations of each source study in ``study`` (once: a study
-    remembers its sources); returns the lines to show (what was enqueued and every change)."""
-    if top < 1:
-        raise HpoError("--warm-top must be at least 1")
+               arch: str, top: int, room: int) -> list[str]:
+    """Enqueue the top-``top`` configurations of each source study in ``study``, at most
+    ``room`` in all (the trials the study has left to run: ``--trials`` is never overshot), once
+    (a study remembers its sources); returns the lines to show (what was enqueued and every
+    change)."""
     done = set(study.user_attrs.get("warm_start", {}).get("sources", ()))
     lines: list[str] = []
     new = [s for s in sources if s not in done]
@@ -102,6 +93,11 @@ def warm_start(study: optuna.Study, storage: Any, sources: Sequence[str], space:
         if not trials:
             raise HpoError(f"--warm-start {name}: no complete trial to start from")
         for t in trials:
+            if room < 1:
+                lines.append(f"warm start: study {name} trial {t.number} not enqueued (the study "
+                             "has no trial left to run)")
+                continue
+            room -= 1
             params, changes = map_params(dict(t.params), space)
             if not params:
                 raise HpoError(f"--warm-start {name}: its parameters ({', '.join(t.params)}) have "

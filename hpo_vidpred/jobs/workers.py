@@ -260,8 +260,10 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
         existed = plan.name in optuna.get_all_study_names(storage)
         study = open_search_study(plan, storage)
         try:
-            warmed = warm_start(study, storage, warm, plan.space, plan.spec.arch, warm_top) \
-                if warm else []
+            counts = trial_counts(study.get_trials(deepcopy=False))
+            room = trials - counts["finished"] - counts["running"] - counts["waiting"]
+            warmed = warm_start(study, storage, warm, plan.space, plan.spec.arch, warm_top,
+                                room) if warm else []
         except HpoError:  # a source that cannot warm this study: nothing created
             if not existed:
                 optuna.delete_study(study_name=plan.name, storage=storage)

@@ -25,7 +25,7 @@ from ..store.records import (
     trial_cell,
     study_objectives,
     trial_counts,
-    trial_value,
+    trial_mse,
 )
 
 __all__ = ["ORDER", "SearchStudy", "CompareStudy", "Collection", "collect", "rank", "retrain_frame",
@@ -73,17 +73,18 @@ class SearchStudy:
 
     def front(self) -> list[FrozenTrial]:
         """The Pareto-optimal complete trials (one objective: the best), best first."""
-        return pareto_front(self.trials, self.study.directions)
+        return pareto_front(self.study)
 
-    @staticmethod
-    def mse(t: FrozenTrial) -> Optional[float]:
-        """A trial's validation MSE, whatever the study optimized (what skill is judged on)."""
-        return t.user_attrs.get("val_mse", trial_value(t))
+    mse = staticmethod(trial_mse)  # a trial's validation MSE (what skill is judged on)
 
     def command(self, storage: str) -> str:
+        """The ``hpo run`` command that continues this study."""
         finished = trial_counts(self.trials)["finished"]
-        cell = f" --cell {self.field('cell')}" if self.field("cell") else ""
-        return (f"hpo run --arch {self.field('arch')} --data {self.field('data')}{cell} "
+        extra = "".join(f" --{flag} {value}" for flag, value in (
+            ("cell", self.field("cell")), ("seed", self.field("seed") or self.attrs.get("seed")),
+            ("objectives", ",".join(self.objectives) if len(self.objectives) > 1 else ""))
+            if value)
+        return (f"hpo run --arch {self.field('arch')} --data {self.field('data')}{extra} "
                 f"--trials {finished} --budget {self.field('budget')} --sampler "
                 f"{self.field('sampler')} --pruner {self.field('pruner')} --storage {storage}")
 

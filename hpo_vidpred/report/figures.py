@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import warnings
 from typing import Any, Mapping, Optional
 
@@ -22,6 +21,7 @@ from optuna.trial import TrialState
 from PIL import Image
 from plotly.colors import sample_colorscale
 
+from ..search_space import param_base
 from ..store.records import TRIVIAL, decode_frames
 from ..strip import frame_rows
 from .collect import CompareStudy, SearchStudy, rank, role_groups
@@ -101,17 +101,19 @@ def parallel_figure(s: SearchStudy) -> Optional[go.Figure]:
     if not complete:
         return None
     names = [k for k in dict.fromkeys(k for t in complete for k in t.params)]
-    names.sort(key=lambda k: list(space).index(re.sub(r"_\d+$", "", k))
-               if re.sub(r"_\d+$", "", k) in space else len(space))
+    def param(k: str) -> Any:  # the recorded search space's entry of a sampled name
+        return space.get(k, space.get(param_base(k)))
+
+    names.sort(key=lambda k: list(space).index(k if k in space else param_base(k))
+               if param(k) else len(space))
     values = np.array([t.values[0] for t in complete])
     lo, hi = float(values.min()), float(values.max())
     scaled = (values - lo) / (hi - lo) if hi > lo else np.full(len(values), 0.5)
     colors = sample_colorscale("Viridis", list(scaled))
     fig = go.Figure()
-    axes = names + ["val_mse"]
+    axes = names + [s.objectives[0]]
     for t, color, y_obj in zip(complete, colors, scaled, strict=True):
-        ys = [_axis_position(t.params.get(k), space.get(re.sub(r"_\d+$", "", k), space.get(k)))
-              if (k in space or re.sub(r"_\d+$", "", k) in space) else None for k in names]
+        ys = [_axis_position(t.params.get(k), param(k)) if param(k) else None for k in names]
         params = "<br>".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in t.params.items())
         fig.add_trace(go.Scatter(
@@ -124,7 +126,7 @@ def parallel_figure(s: SearchStudy) -> Optional[go.Figure]:
         marker=dict(color=values, colorscale="Viridis", showscale=True, size=6,
                     colorbar=dict(title="val_mse")), hoverinfo="skip"))
     for k in axes:
-        p = space.get(re.sub(r"_\d+$", "", k), space.get(k)) if k != "val_mse" else None
+        p = param(k) if k != axes[-1] else None
         low, high = (f"{lo:.3g}", f"{hi:.3g}") if p is None else (
             (str(p["choices"][0]), str(p["choices"][-1])) if p["type"] == "categorical"
             else (f"{p['low']:.3g}", f"{p['high']:.3g}"))

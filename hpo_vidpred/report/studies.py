@@ -12,8 +12,8 @@ from typing import Any, Mapping, Optional, Sequence
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from ..search_space import TRAIN_KEYS
-from ..store.records import TRIVIAL, judge, study_budget, trial_counts
+from ..search_space import TRAIN_KEYS, param_base
+from ..store.records import TRIVIAL, judge, study_budget, trial_cell, trial_counts
 from .collect import SearchStudy, Collection, compute_hours
 from .tables import NO_BASELINES, Table, fmt, fmt_int, not_learned, num, verdict_cells
 
@@ -31,7 +31,7 @@ def edge_warnings(space: Mapping[str, Any], params: Mapping[str, Any]) -> list[s
     search space), one line each."""
     out = []
     for name, value in params.items():
-        base = re.sub(r"_\d+$", "", name) if name not in space["params"] else name
+        base = name if name in space["params"] else param_base(name)
         p = space["params"].get(base)
         if p is None or isinstance(value, bool):
             continue
@@ -157,7 +157,7 @@ def study_tables(store: Collection, s: SearchStudy) -> list[Table]:
         for warning in edge_warnings(space, t.params):
             notes.append(f"WARNING ({cell} best, trial {t.number}): {warning}: the range was "
                          "probably too narrow; widen it and search again")
-            name = re.sub(r"_\d+$", "", warning.split(" = ")[0])
+            name = param_base(warning.split(" = ")[0])
             for row in rows:
                 if row[0] == name:
                     row[4] = "at edge"
@@ -201,7 +201,7 @@ def front_table(store: Collection, s: SearchStudy) -> Table:
     rows = []
     for t in s.front():
         params = ", ".join(f"{k}={num(v)}" for k, v in t.params.items())
-        rows.append([str(t.number), str(t.user_attrs.get("model_spec", {}).get("cell", "-")),
+        rows.append([str(t.number), str(trial_cell(t) or "-"),
                      *(num(v) for v in t.values), *verdict_cells(s.mse(t), s.baselines),
                      fmt_int(t.user_attrs.get("n_params")), params])
     return Table(f"front-{s.name}", f"Study {s.name}: Pareto front of "

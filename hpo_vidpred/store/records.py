@@ -65,6 +65,7 @@ __all__ = [
     "pareto_front",
     "trial_cell",
     "trial_counts",
+    "trial_mse",
     "trial_value",
 ]
 
@@ -180,44 +181,23 @@ def study_kind(attrs: Mapping[str, Any]) -> str:
     return "search" if "study" in spec and "search_space" in spec else "other"
 
 
-_BUDGET_TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_size", "val_batch_size")
-
-
 def study_budget(attrs: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """The budget a study ran at and what it changed (``["data.height: 64 -> 32", ...]``).
+    """The budget a study ran at and what it changed (``["data.height: 64 -> 32", ...]``), as the
+    study recorded it when it was created (so it says what ran even after a budget's definition
+    changed); for a search study also what the budget does to searched values (width caps, the
+    patch floor), in words."""
+    from .. import budgets  # specs and registries only: no torch
 
-    ``hpo fixed`` and ``hpo compare`` record the change list; for a search study it is read off
-    the recorded (budgeted) data and training specs against the dataset's and TrainSpec's
-    defaults, plus the budget's caps on searched values, so it says what ran even after a
-    budget's definition changed.
-    """
     kind = study_kind(attrs)
-    spec = attrs.get("spec") or {}
-    if kind in ("fixed", "compare"):
-        recorded = attrs.get("budget") or {}
-        return (recorded.get("budget") or spec.get(kind, {}).get("budget", "?"),
-                list(recorded.get("changes", [])))
-    if kind != "search":
+    if kind not in KINDS:
         return "?", []
-    return spec["study"]["budget"], _derived_changes(spec)
-
-
-def _derived_changes(spec: Mapping[str, Any]) -> list[str]:
-    from .. import budgets
-    from .. import data as datasets
-
-    try:
-        default = to_record(datasets.default_spec(spec["study"]["data"]))
-    except HpoError:  # a dataset this version does not know
-        return []
-    train_default = dataclasses.asdict(TrainSpec())
-    keys = [k for k in _BUDGET_TRAIN_KEYS if k in spec["train"]]
-    changes = dict_changes({"data": default, "train": {k: train_default[k] for k in keys}},
-                           {"data": spec["data"], "train": {k: spec["train"][k] for k in keys}})
-    name = spec["study"]["budget"]
-    if name in budgets.BUDGETS:
-        changes += budgets.search_caps(budgets.BUDGETS.get(name))
-    return changes
+    section = {"search": "study", "fixed": "fixed", "compare": "compare"}[kind]
+    recorded = attrs.get("budget") or {}
+    name = recorded.get("budget") or (attrs.get("spec") or {}).get(section, {}).get("budget", "?")
+    changes = list(recorded.get("changes", []))
+    if kind == "search" and name in budgets.BUDGETS:
+        changes += budgets.search_caps(name)
+    return name, changes
 
 
 # --------------------------------------------------------------------------- trials
@@ -251,22 +231,26 @@ def trial_value(trial: FrozenTrial) -> float | None:
     return trial.values[0] if trial.values else None
 
 
+def trial_mse(trial: FrozenTrial) -> float | None:
+    """A trial's validation MSE (its value in a study of version 0.1), whatever the study
+    optimized: what skill is judged on."""
+    return trial.user_attrs.get("val_mse", trial_value(trial))
+
+
 def study_objectives(attrs: Mapping[str, Any]) -> tuple[str, ...]:
     """The objectives a study optimizes (``val_mse`` for stores of version 0.1)."""
     study = (attrs.get("spec") or {}).get("study") or {}
     return tuple(study.get("objectives") or (attrs.get("objective") or "val_mse").split(","))
 
 
-def pareto_front(trials: Iterable[FrozenTrial], directions: Sequence[Any]) -> list[FrozenTrial]:
-    """The complete trials no other complete trial dominates (one objective: the best one),
-    best first objective first."""
-    signs = [1 if str(getattr(d, "name", d)).lower() == "minimize" else -1 for d in directions]
-    keyed = [(t, [s * v for s, v in zip(signs, t.values)]) for t in trials
-             if t.state == TrialState.COMPLETE and t.values]
-    front = [t for t, a in keyed
-             if not any(all(x <= y for x, y in zip(b, a)) and b != a for _, b in keyed)]
-    front.sort(key=lambda t: (signs[0] * t.values[0], t.number))
-    return front if len(signs) > 1 else front[:1]
+def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
+    """Optuna's best trials -- the Pareto front, or the one best trial -- best first objective
+    (val_mse) first."""
+    try:
+        front = list(study.best_trials)
+    except ValueError:  # one objective and no complete trial yet
+        return []
+    return sorted(front, key=lambda t: (t.values[0], t.number))
 
 
 def best_trials(trials: Iterable[FrozenTrial], top: int = 1,

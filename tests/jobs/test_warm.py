@@ -44,15 +44,23 @@ def test_values_are_clipped_snapped_mapped_or_dropped_with_a_line_each() -> None
                        "batch_size: 3 -> 2 (nearest choice of [2, 4])",
                        "kernel=5 dropped (not searched here)"]
     assert map_params({"lr": 0.005, "hidden": 3}, space) == ({"lr": 0.005, "hidden": 3}, [])
+    layered = _space("params:\n  depth: {type: int, low: 1, high: 2}\n"
+                     "  hidden: {type: int, low: 2, high: 8, per_layer: depth}\n")
+    params, changes = map_params({"hidden": 6, "hidden_1": 9, "depth": 2}, layered)
+    assert params == {"hidden_1": 8, "depth": 2}  # one value per layer maps layer by layer
+    assert changes == ["hidden=6 dropped (searched per layer here)",
+                       "hidden_1: 9 -> 8 (clipped into [2, 8])"]
 
 
 def test_a_study_starts_with_the_top_k_of_another(capsys) -> None:
     Path("wide.yaml").write_text(WIDE)
     Path("narrow.yaml").write_text(NARROW)
-    assert main([*RUN, "--trials", "4", "--search-space", "wide.yaml", "--study", "first"]) == 0
+    assert main([*RUN, "--trials", "4", "--search-space", "wide.yaml", "--study", "first",
+                 "--pruner", "none"]) == 0  # four complete trials to start from
     first = optuna.load_study(study_name="first", storage="sqlite:///studies/hpo.db")
-    top = sorted((t for t in first.trials if t.state == TrialState.COMPLETE),
-                 key=lambda t: t.value)[:2]
+    top_all = sorted((t for t in first.trials if t.state == TrialState.COMPLETE),
+                     key=lambda t: t.value)
+    top = top_all[:2]
     capsys.readouterr()
     assert main([*RUN, "--trials", "3", "--search-space", "narrow.yaml", "--study", "second",
                  "--warm-start", "first", "--warm-top", "2"]) == 0
@@ -67,8 +75,18 @@ def test_a_study_starts_with_the_top_k_of_another(capsys) -> None:
     # resumed: the same sources are not enqueued again
     assert main([*RUN, "--trials", "4", "--search-space", "narrow.yaml", "--study", "second",
                  "--warm-start", "first", "--warm-top", "2"]) == 0
+    assert "warm start:" not in capsys.readouterr().out
     trials = optuna.load_study(study_name="second", storage="sqlite:///studies/hpo.db").trials
     assert sum("warm_start" in t.user_attrs for t in trials) == 2 and len(trials) == 4
+    # never more than the trials left to run: --trials is never overshot
+    assert main([*RUN, "--trials", "1", "--search-space", "narrow.yaml", "--study", "third",
+                 "--warm-start", "first", "--warm-top", "3"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("warm start:")]
+    assert len([line for line in lines if "not enqueued" not in line]) == 1
+    assert len(lines) == min(3, len(top_all)) and "not enqueued" in lines[-1]
+    third = optuna.load_study(study_name="third", storage="sqlite:///studies/hpo.db").trials
+    assert len(third) == 1 and third[0].state == TrialState.COMPLETE
 
 
 @pytest.mark.parametrize("source_args,message", [
