@@ -27,7 +27,11 @@ if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1; then
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
 export HPO_STORAGE="sqlite:///$WORK/gpu.db" HPO_MODELS_DIR="$WORK/models"
-hpo() { "$PY" -m hpo_vidpred.cli "$@"; }
+# `hpo` as a command (not a shell function: `timeout` runs commands), this checkout's own
+mkdir -p "$WORK/bin"
+printf '#!/bin/sh\nexec "%s" -m hpo_vidpred.cli "$@"\n' "$PY" > "$WORK/bin/hpo"
+chmod +x "$WORK/bin/hpo"
+export PATH="$WORK/bin:$PATH"
 
 if [ "$DRY" = 1 ]; then  # every step at smoke sizes on the CPU: the script itself is under test
   DEV=cpu; DEVICES=cpu

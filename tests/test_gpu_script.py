@@ -21,7 +21,9 @@ def test_the_gpu_script_dry_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     if not (shutil.which("bash") and shutil.which("timeout") and shutil.which("tar")):
         pytest.skip("needs bash, timeout and tar")
     out = tmp_path / "out"
-    env = {**os.environ, "GPU_DRY_RUN": "1", "OUT": str(out), "PYTHON": sys.executable}
+    # no `hpo` on the PATH (as on the device): the script must bring its own
+    env = {**os.environ, "GPU_DRY_RUN": "1", "OUT": str(out), "PYTHON": sys.executable,
+           "PATH": "/usr/bin:/bin"}
     done = subprocess.run(["bash", str(SCRIPT)], cwd=SCRIPT.parents[1], env=env,
                           capture_output=True, text=True, timeout=900)
     steps = (out / "steps.tsv").read_text().splitlines()[1:]
