@@ -148,6 +148,8 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, job: Job, index: int, d
     try:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         outcome = job.objective(trial, job.plan, device, artifacts, eta)
+    except optuna.exceptions.UpdateFinishedTrialError:  # failed meanwhile by another worker
+        return _taken_over(trial, index, device, started, beat, emit)
     except optuna.TrialPruned:
         outcome = Outcome(TrialState.PRUNED, reason="pruned")
     except KeyboardInterrupt:
@@ -169,6 +171,10 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, job: Job, index: int, d
             trial.set_user_attr("fail_reason", outcome.reason)
         study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None,
                    state=outcome.state)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+        if isinstance(exc, ValueError) and "Cannot tell a" not in str(exc):
+            raise
+        return _taken_over(trial, index, device, started, beat, emit)
     except Exception as exc:  # the store refused the result (full disk, read-only, ...)
         failure = store_failure(exc, mask_url(job.storage_url))
         if failure is None:
@@ -180,6 +186,21 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, job: Job, index: int, d
           "value": outcome.value, "reason": outcome.reason, "seconds": time.time() - started,
           "params": trial.params, "device": device})
     return outcome
+
+
+def _taken_over(trial: optuna.Trial, index: int, device: str, started: float,
+                beat: lifecycle.Heartbeat, emit: Callable[[dict], None]) -> Outcome:
+    """The trial was failed by another worker while this one trained it: its heartbeats came
+    later than the grace period (an overloaded machine, a paused process), so it was declared
+    dead and its parameters queued again. This attempt's result is dropped and the worker goes
+    on; the retry runs the configuration to its end."""
+    beat.stop()
+    reason = ("declared dead by another worker (its heartbeat came late; on a loaded machine "
+              "raise --heartbeat); its retry runs it again")
+    emit({"event": "end", "worker": index, "number": trial.number, "state": "FAIL",
+          "value": None, "reason": reason, "seconds": time.time() - started,
+          "params": trial.params, "device": device})
+    return Outcome(TrialState.FAIL, reason=reason)
 
 
 def _give_back(study: optuna.Study, trial: optuna.Trial, reason: str,

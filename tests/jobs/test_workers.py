@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from hpo_vidpred.errors import HpoError
 from hpo_vidpred.specs import StudySpec
-from hpo_vidpred.store import open_storage
+from hpo_vidpred.store import lifecycle, open_storage
 from hpo_vidpred.jobs.search import Outcome, plan_study
 from hpo_vidpred.store.records import trial_counts
 from hpo_vidpred.devices import resolve_devices
@@ -58,6 +58,29 @@ class Scripted(Sleepy):
             plan.space.sample(trial)
             raise error
         return super().__call__(trial, plan, device, artifact_store)
+
+
+class DeclaredDead(Sleepy):
+    """Its first trial is failed and re-queued by "another worker" (as a stale heartbeat would
+    have it) while it trains: ``when`` "report" (the next report raises) or "tell" (it returns a
+    result for a trial that is no longer running)."""
+
+    def __init__(self, when: str) -> None:
+        super().__init__(0.0)
+        self.when, self.calls = when, 0
+
+    def __call__(self, trial, plan, device, artifact_store, eta=None) -> Outcome:
+        self.calls += 1
+        if self.calls > 1:
+            return super().__call__(trial, plan, device, artifact_store)
+        values = plan.space.sample(trial)
+        study = trial.study
+        frozen = study._storage.get_trial(trial._trial_id)
+        lifecycle.RequeueOnce()(study, frozen)  # what fail_stale does in another worker
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        if self.when == "report":
+            trial.report(values["lr"], 1)
+        return Outcome(TrialState.COMPLETE, value=values["lr"])
 
 
 def _plan(name: str | None = None):
@@ -226,6 +249,22 @@ def test_an_objective_error_is_recorded_and_the_study_goes_on() -> None:
                   objective=Scripted([ValueError("bad shape")]))
     assert (summary["trials"]["failed"], summary["trials"]["complete"]) == (1, 2)
     assert summary["failures"] == [{"number": 0, "reason": "ValueError: bad shape"}]
+
+
+@pytest.mark.parametrize("when", ["report", "tell"])
+def test_a_trial_declared_dead_meanwhile_is_dropped_and_the_worker_goes_on(when) -> None:
+    """A live trial whose heartbeat came late is failed by another worker and re-queued; its
+    worker must not crash when it next writes (a run that lost a worker this way exited 2)."""
+    plan = _plan()
+    summary = run(plan, storage_url=SQLITE, trials=3, workers=1, progress=False,
+                  objective=DeclaredDead(when))
+    trials = _trials(SQLITE, plan.name)
+    counts = trial_counts(trials)
+    assert (counts["complete"], counts["failed"], counts["retried"]) == (3, 0, 1)
+    assert trials[0].state == TrialState.FAIL
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert summary["trials"]["complete"] == 3
 
 
 def test_a_worker_stops_after_repeated_errors() -> None:
