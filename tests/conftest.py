@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,48 @@ def postgres_url() -> str:
     if not url:
         pytest.skip("HPO_TEST_POSTGRES_URL not set")
     return url
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url: str):
+    """A new, empty PostgreSQL database on the test server, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"hpo_fresh_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(postgres_url).set(database="postgres"),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _server(kind: str, what: str):
+    """A server of tests/clusters.py, removed afterwards; skipped (failed where required)
+    where this machine cannot run it."""
+    import clusters
+
+    try:
+        server = getattr(clusters, kind)()
+    except clusters.Unavailable as exc:
+        clusters.unavailable(f"no {what} here: {exc}")
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_cluster():
+    """A throwaway PostgreSQL cluster of its own (it may be stopped and started)."""
+    yield from _server("ThrowawayPostgres", "throwaway PostgreSQL cluster")
+
+
+@pytest.fixture
+def slurm():
+    """A single-node Slurm (munged, slurmctld, slurmd) of its own."""
+    yield from _server("SingleNodeSlurm", "single-node Slurm")
 
 
 @pytest.fixture(autouse=True)

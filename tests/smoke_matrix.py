@@ -40,6 +40,10 @@ def _finished(url: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+SIGINT_DEFAULT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                  "os.execv(sys.argv[1], sys.argv[1:])")
+
+
 def _compare_trials(db: Path) -> int:
     """Trials of the comparison study, read without taking any lock (the matrix writes)."""
     try:
@@ -64,10 +68,12 @@ def run_smoke_matrix(base: Path) -> dict[str, Any]:
                 str(root / "report")]
         env = {**os.environ, "HPO_MODELS_DIR": str(root / "models"), "OMP_NUM_THREADS": "1"}
         env.pop("HPO_STORAGE", None)
-        # SIGINT as at a terminal even when the tests run as a background job (which ignores it)
-        first = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True,
-                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        # SIGINT as at a terminal even when the tests run as a background job (which ignores
+        # it): restored by a small exec wrapper, not a preexec_fn (a fork of this process, which
+        # may hold gRPC's threads from the proxy tests, can abort before it execs)
+        first = subprocess.Popen([sys.executable, "-c", SIGINT_DEFAULT, *args], cwd=root,
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
         deadline = time.time() + 900
         while first.poll() is None and time.time() < deadline:
             if (root / "store.db").is_file() and _compare_trials(root / "store.db") >= 1:

@@ -2,7 +2,7 @@
 declared once (here), the names a flag accepts come from the registries, and every failure a user
 can cause is one line (``error: ...``) and a non-zero exit. The commands live in
 :mod:`.studies` (run, fixed, compare, matrix), :mod:`.stores` (report, export, dashboard) and
-:mod:`.tools` (models, bench, data)."""
+:mod:`.tools` (models, bench, data), :mod:`.deploy` (store serve, store prepare)."""
 
 from __future__ import annotations
 
@@ -126,4 +126,4 @@ def entry() -> None:
     sys.exit(code)
 
 
-from . import studies, stores, tools  # noqa: E402,F401  (register the commands)
+from . import deploy, studies, stores, tools  # noqa: E402,F401  (register the commands)

@@ -7,7 +7,9 @@ pool with ``pool_pre_ping`` and a 5 s connect timeout. Both get heartbeats: a tr
 stopped beating is failed after the grace period and re-queued with its parameters
 (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`). :func:`study_lock` serializes the
 "count finished trials, then start one" step of every worker of a study (a file lock beside a
-SQLite store, an advisory lock on PostgreSQL), which is what keeps ``--trials`` exact.
+SQLite store, an advisory lock on PostgreSQL), which is what keeps ``--trials`` exact. Store
+calls ride out a lost connection (a database restart) for a while (:mod:`.retry`);
+``grpc://host:port`` reaches the store through ``hpo store serve`` (:mod:`.proxy`).
 
 Passwords never reach a log: print URLs through :func:`mask_url`.
 """
@@ -35,6 +37,8 @@ from sqlalchemy.pool import NullPool
 from ..errors import HpoError
 from ..paths import default_storage
 from ..registry import Registry
+from . import retry
+from .lifecycle import RequeueOnce
 
 __all__ = [
     "MAX_RETRIES",
@@ -56,7 +60,8 @@ SQLITE_BUSY_TIMEOUT_S = 60
 def normalize_url(url: str | None) -> str:
     """The URL to use: ``url``, else ``$HPO_STORAGE``, else ``sqlite:///studies/hpo.db``.
 
-    ``postgresql://`` URLs are routed to psycopg 3 (``postgresql+psycopg://``).
+    ``postgresql://`` URLs are routed to psycopg 3 (``postgresql+psycopg://``); ``grpc://host:port``
+    is a store served by ``hpo store serve``.
     """
     url = url or default_storage()
     try:
@@ -64,7 +69,7 @@ def normalize_url(url: str | None) -> str:
     except ArgumentError:
         raise HpoError(
             f"{url!r} is not a storage URL; use e.g. sqlite:///studies/hpo.db or "
-            "postgresql+psycopg://user@host/dbname"
+            "postgresql+psycopg://user@host/dbname or grpc://host:13000"
         ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -95,7 +100,8 @@ def open_storage(
     must_exist: bool = False,
     create_tables: bool = True,
     read_only: bool = False,
-) -> optuna.storages.RDBStorage:
+    pool: tuple[int, int] = (2, 3),
+) -> optuna.storages.BaseStorage:
     """Open (and create where needed) the study store at ``url``.
 
     With ``heartbeat_interval`` (seconds) running trials record heartbeats; a trial silent for
@@ -107,9 +113,13 @@ def open_storage(
     parent opened it). Creating the schema of a new store is serialized (a file lock beside a
     SQLite file, an advisory lock on PostgreSQL), so several processes may be the first at once.
     Fails within seconds with one line when the store cannot be used (:func:`store_failure`).
+    ``grpc://host:port``: the store behind ``hpo store serve`` (:func:`.proxy.connect`).
+    ``pool``: PostgreSQL connections kept and added at peaks (the proxy serves many workers).
     """
     url = normalize_url(url)
     parsed = make_url(url)
+    if parsed.drivername == "grpc":
+        return _open_proxy(url, heartbeat_interval, grace_period)
     sqlite, db = parsed.drivername.startswith("sqlite"), sqlite_path(url)
     engine_kwargs: dict = {}
     if db is not None and (must_exist or read_only):
@@ -126,23 +136,23 @@ def open_storage(
     if sqlite:  # isolation_level=None: pysqlite emits no BEGIN of its own; _begin_immediate does
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}
     elif parsed.drivername.startswith("postgresql"):
-        engine_kwargs.update(pool_pre_ping=True, pool_size=2, max_overflow=3,
+        engine_kwargs.update(pool_pre_ping=True, pool_size=pool[0], max_overflow=pool[1],
                              connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
     rdb_kwargs: dict = {"skip_table_creation": not create_tables}
     if heartbeat_interval:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+            on_stale = RequeueOnce(max_retry=MAX_RETRIES)
         rdb_kwargs.update(
             heartbeat_interval=int(heartbeat_interval),
             grace_period=int(grace_period or 2 * heartbeat_interval),
-            heartbeat_stale_trial_callback=retry,
+            heartbeat_stale_trial_callback=on_stale,
         )
     try:
         with _schema_guard(url, db) if create_tables else nullcontext(), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
+            storage = retry.RetryingRDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
             if db is not None and not read_only:
                 with storage.engine.connect() as conn:  # WAL: readers never block the one writer
                     conn.exec_driver_sql("PRAGMA journal_mode=WAL")
@@ -154,7 +164,18 @@ def open_storage(
             "database server runs and the URL is right")) from None
     if sqlite and not read_only:
         event.listen(storage.engine, "begin", _begin_immediate)
+    # a pooled connection found dead (pre-ping) or dropped mid-query: the store was away
+    event.listen(storage.engine, "invalidate", lambda *args: retry.note_outage())
     return storage
+
+
+def _open_proxy(url: str, heartbeat_interval: int | None, grace_period: int | None):  # noqa: ANN202
+    try:
+        from .proxy import connect
+    except ImportError:
+        raise HpoError("a grpc:// study store needs grpcio and protobuf: pip install "
+                       "'hpo-vidpred[grpc]'") from None
+    return connect(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
 
 
 def _begin_immediate(conn) -> None:  # noqa: ANN001
@@ -233,8 +254,9 @@ _FAILURES = (
     (("unable to open database file",), "cannot open {store}: its folder is missing or not "
      "accessible ({reason})"),
     (("could not connect", "connection refused", "timeout expired", "server closed the "
-      "connection", "name or service not known"), "cannot reach {store} ({reason}); check "
-     "that the database server runs and the URL is right"),
+      "connection", "name or service not known", "terminating connection", "failed to connect "
+      "to all addresses", "statuscode.unavailable"), "cannot reach {store} ({reason}); check "
+     "that the database server (or hpo store serve) runs and the URL is right"),
 )
 
 
@@ -303,11 +325,21 @@ def _sqlite_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterat
 def _postgres_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
     # A session-level advisory lock, held on its own connection; if the process dies the server
     # closes the session and releases it.
+    # Taking it rides out a database restart like every store call (retry.call).
     key = int.from_bytes(hashlib.blake2b(f"hpo:{study_name}".encode(), digest_size=8).digest(),
                          "big", signed=True)
-    with storage.engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-        conn.commit()
+
+    def connect_and_lock():  # noqa: ANN202
+        conn = storage.engine.connect()
+        try:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    with retry.call(connect_and_lock) as conn:
         try:
             yield
         finally:
@@ -320,7 +352,12 @@ def _postgres_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iter
 
 @contextmanager
 def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
-    """Hold the study's cross-process lock (all workers, all machines sharing the store)."""
+    """Hold the study's cross-process lock (all workers, all machines sharing the store; through
+    ``hpo store serve``, the lock the proxy holds for its clients)."""
+    if callable(getattr(storage, "study_lock", None)):  # a grpc:// store (proxy.ProxyStorage)
+        with storage.study_lock(study_name):
+            yield
+        return
     dialect = storage.engine.dialect.name
     if dialect in STUDY_LOCKS:
         with STUDY_LOCKS.get(dialect)(storage, study_name):

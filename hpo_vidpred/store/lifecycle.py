@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -19,7 +20,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import select
 
-__all__ = ["Heartbeat", "ask", "fail_and_requeue", "fail_stale", "trials"]
+from .retry import last_outage
+
+__all__ = ["Heartbeat", "RequeueOnce", "ask", "fail_and_requeue", "fail_stale", "trials"]
 
 
 def trials(study: optuna.Study, states: Sequence[TrialState] | None = None
@@ -40,8 +43,18 @@ def ask(study: optuna.Study) -> optuna.Trial:
 def fail_stale(study: optuna.Study, orphan_age_s: float) -> None:
     """Fail (and re-queue) trials whose worker stopped: those whose heartbeat went stale, and
     RUNNING trials older than ``orphan_age_s`` that never recorded a heartbeat (their process died
-    between creating them and the first beat, which Optuna's stale check does not see)."""
+    between creating them and the first beat, which Optuna's stale check does not see).
+
+    Not within ``orphan_age_s`` seconds after this process saw the store unreachable: the other
+    workers' heartbeats could not reach it either, and their trials are alive. Through
+    ``hpo store serve`` (a ``grpc://`` store) the server does this, with this store's heartbeat
+    interval and grace period."""
+    if time.monotonic() - last_outage() < orphan_age_s:
+        return
     storage = study._storage
+    if callable(getattr(storage, "fail_stale", None)):  # proxy.ProxyStorage
+        storage.fail_stale(study.study_name, orphan_age_s)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
@@ -77,14 +90,30 @@ def _without_heartbeat(storage: Any, trial_ids: list[int]) -> list[int]:
 
 
 def fail_and_requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    """Mark a trial that never got to its end FAIL and queue its parameters again."""
+    """Mark a trial that never got to its end FAIL and queue its parameters again.
+
+    The retry is queued first: a trial already FAIL without its retry counts as finished, and a
+    worker counting in between could end the study one trial short (the retry, queued after it
+    left, would never run). Queued first, the trial counts as running until it is FAIL. If the
+    process dies in between, the trial goes stale and :class:`RequeueOnce` sees its retry."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         trial.set_user_attr("fail_reason", reason)
-        study.tell(trial, state=TrialState.FAIL)
         frozen = copy.deepcopy(study._storage.get_trial(trial._trial_id))
         frozen.user_attrs = {}  # the retry starts clean (no fail_reason of this attempt)
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
+        study.tell(trial, state=TrialState.FAIL)
+
+
+class RequeueOnce(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's re-queueing of a stale trial (at most ``max_retry`` times), unless the trial has
+    a retry queued already (:func:`fail_and_requeue` queues it before failing the trial)."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if any((t.system_attrs.get("retry_history") or [None])[-1] == trial.number
+               for t in trials(study)):
+            return
+        super().__call__(study, trial)
 
 
 class Heartbeat:

@@ -146,23 +146,6 @@ def _all_at_once(url: str, n: int = 4) -> list[int]:
     return [p.exitcode for p in procs]
 
 
-@pytest.fixture
-def fresh_postgres(postgres_url: str):
-    """A new, empty PostgreSQL database on the test server, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"hpo_fresh_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(make_url(postgres_url).set(database="postgres"),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.mark.postgres
 def test_several_processes_can_be_first_on_a_fresh_postgres_database(fresh_postgres) -> None:
     """Two hpo run on a fresh database used to collide creating the schema (duplicate key in
@@ -253,23 +236,3 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
         conn.close()
     finally:
         subprocess.run(["umount", str(disk)], check=False)
-
-
-def test_store_failures_are_classified() -> None:
-    from sqlalchemy.exc import OperationalError
-
-    from hpo_vidpred.store import store_failure
-
-    def wrapped(message: str) -> Exception:
-        try:
-            try:
-                raise OperationalError("INSERT ...", {}, Exception(message))
-            except OperationalError as exc:
-                raise optuna.exceptions.StorageInternalError("commit failed") from exc
-        except Exception as exc:  # noqa: BLE001
-            return exc
-
-    assert "is full" in store_failure(wrapped("database or disk is full"), "s.db")
-    assert "cannot be written" in store_failure(wrapped("attempt to write a readonly database"))
-    assert "is damaged" in store_failure(wrapped("file is not a database"))
-    assert store_failure(wrapped("UNIQUE constraint failed")) is None

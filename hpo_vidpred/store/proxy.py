@@ -1,0 +1,252 @@
+"""The study store behind Optuna's gRPC proxy: ``hpo store serve`` (:func:`serve`) and
+``hpo run --storage grpc://host:port`` (:class:`ProxyStorage`). DESIGN section 11.
+
+Optuna's proxy (``optuna.storages.run_grpc_proxy_server`` / ``GrpcStorageProxy``, Optuna >= 4.2)
+carries the storage API only: no heartbeats (``GrpcStorageProxy`` is not a ``BaseHeartbeat``), no
+database engine, so no study lock. What a shared study needs beside it, the server offers as a
+second gRPC service on the same port (``hpo.Store``, JSON messages, no generated code):
+
+- ``Lock`` (a server stream): the study's lock, taken on the server -- a per-study lock in the
+  proxy process, then :func:`hpo_vidpred.store.study_lock` on the database (the PostgreSQL
+  advisory lock), so workers through the proxy and workers connected directly exclude each other.
+  The first message says whether it was granted; the lock is held until the client cancels the
+  call or its connection drops (a killed worker releases it; keepalive pings detect a vanished
+  machine within about a minute). A busy lock answers at once and the client retries, so
+  waiting workers hold no server thread.
+- ``Heartbeat``: records a trial's heartbeat in the database (the database's clock).
+- ``FailStale``: runs :func:`hpo_vidpred.store.lifecycle.fail_stale` on the server with the
+  client's heartbeat interval and grace period (stale trials failed and re-queued, orphans too).
+- ``Hello``: tells a client that it found an hpo proxy, not a bare Optuna one.
+
+The proxy has no login and no encryption: keep it on a private network.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+import optuna
+from optuna.storages import GrpcStorageProxy
+from optuna.storages._grpc import servicer as optuna_servicer
+from optuna.storages._grpc.auto_generated import api_pb2_grpc
+
+from .. import __version__
+from ..errors import HpoError
+from ..interrupts import interrupts, take_interrupt
+from . import lifecycle, retry
+from .connect import CONNECT_TIMEOUT_S, mask_url, open_storage, study_lock
+
+__all__ = ["DEFAULT_PORT", "ProxyStorage", "connect", "serve"]
+
+DEFAULT_PORT = 13000
+SERVICE = "hpo.Store"
+PROTOCOL = 1
+# The server pings idle connections; a client that stops answering (its machine vanished) is
+# dropped, and with it the study lock it may hold.
+_SERVER_OPTIONS = [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 20_000),
+                   ("grpc.keepalive_permit_without_calls", 1),
+                   ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                   ("grpc.max_receive_message_length", -1)]
+
+
+def _dump(message: dict) -> bytes:
+    return json.dumps(message).encode()
+
+
+def _load(data: bytes) -> dict:
+    return json.loads(data.decode())
+
+
+# --------------------------------------------------------------------------- the server
+class _Extras:
+    """The ``hpo.Store`` service: what Optuna's proxy lacks (see the module docstring)."""
+
+    def __init__(self, url: str, storage: Any) -> None:
+        self.url, self.storage = url, storage
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._beating: dict[tuple[int, int], Any] = {}
+
+    def hello(self, request: dict, context: Any) -> dict:
+        return {"protocol": PROTOCOL, "version": __version__, "store": mask_url(self.url)}
+
+    def heartbeat(self, request: dict, context: Any) -> dict:
+        self.storage.record_heartbeat(int(request["trial_id"]))
+        return {}
+
+    def fail_stale(self, request: dict, context: Any) -> dict:
+        key = (int(request["heartbeat"]), int(request["grace"]))
+        with self._guard:  # one storage per (interval, grace): the stale check reads them
+            if key not in self._beating:
+                self._beating[key] = open_storage(self.url, heartbeat_interval=key[0],
+                                                  grace_period=key[1], create_tables=False)
+        study = optuna.load_study(study_name=request["study"], storage=self._beating[key],
+                                  sampler=optuna.samplers.RandomSampler())
+        lifecycle.fail_stale(study, float(request["orphan_age"]))
+        return {}
+
+    def lock(self, request: dict, context: Any) -> Iterator[dict]:
+        name = request["study"]
+        with self._guard:
+            local = self._locks.setdefault(name, threading.Lock())
+        if not local.acquire(blocking=False):  # busy: the client retries shortly
+            yield {"granted": False}
+            return
+        try:
+            with study_lock(self.storage, name):  # the database's lock as well
+                gone = threading.Event()
+                if not context.add_callback(gone.set):  # the client left already
+                    return
+                yield {"granted": True}
+                while not gone.wait(1.0) and context.is_active():
+                    pass
+        finally:
+            local.release()
+
+
+def serve(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = 32,
+          log: Any = print) -> None:
+    """Serve the study store at ``url`` on ``host:port`` until Ctrl-C or SIGTERM: Optuna's gRPC
+    proxy (what ``optuna.storages.run_grpc_proxy_server`` starts, built here with keepalive
+    options) plus the ``hpo.Store`` service."""
+    if url.startswith("grpc"):
+        raise HpoError("hpo store serve needs the database's URL (sqlite:///... or "
+                       "postgresql+psycopg://...), not another proxy")
+    if threads < 4:
+        raise HpoError("--threads must be at least 4")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(url, pool=(8, max(0, threads - 8)))  # a connection per thread at most
+    server = grpc.server(ThreadPoolExecutor(max_workers=threads), options=_SERVER_OPTIONS)
+    api_pb2_grpc.add_StorageServiceServicer_to_server(
+        optuna_servicer.OptunaStorageProxyService(optuna.storages.get_storage(storage)), server)
+    extras = _Extras(url, storage)
+    unary = {name: grpc.unary_unary_rpc_method_handler(
+        fn, request_deserializer=_load, response_serializer=_dump)
+        for name, fn in (("Hello", extras.hello), ("Heartbeat", extras.heartbeat),
+                         ("FailStale", extras.fail_stale))}
+    stream = grpc.unary_stream_rpc_method_handler(extras.lock, request_deserializer=_load,
+                                                  response_serializer=_dump)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE, {**unary, "Lock": stream}),))
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise HpoError(f"cannot listen on {host}:{port} (in use, or not an address of this "
+                       "machine); pass another --port or --host")
+    server.start()
+    log(f"serving {mask_url(url)} at grpc://{host}:{bound} (Optuna's gRPC proxy with hpo's "
+        "study lock and heartbeats); Ctrl-C stops")
+    try:
+        with interrupts():
+            server.wait_for_termination()
+    except KeyboardInterrupt:
+        take_interrupt()
+        server.stop(grace=5).wait()
+        log("stopped")
+
+
+# --------------------------------------------------------------------------- the client
+class ProxyStorage(GrpcStorageProxy):
+    """Optuna's ``GrpcStorageProxy`` plus the ``hpo.Store`` calls: :meth:`study_lock`,
+    :meth:`record_heartbeat`, :meth:`fail_stale`. Storage calls are retried while the proxy is
+    unreachable (:mod:`.retry`)."""
+
+    def __init__(self, *, host: str, port: int, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None) -> None:
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period or (2 * heartbeat_interval if heartbeat_interval
+                                             else None)
+        super().__init__(host=host, port=port)
+
+    def _setup(self) -> None:
+        super()._setup()
+        channel = self._channel
+        self._hpo = {name: channel.unary_unary(f"/{SERVICE}/{name}", request_serializer=_dump,
+                                               response_deserializer=_load)
+                     for name in ("Hello", "Heartbeat", "FailStale")}
+        self._hpo_lock = channel.unary_stream(f"/{SERVICE}/Lock", request_serializer=_dump,
+                                              response_deserializer=_load)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        state.pop("_hpo", None)
+        state.pop("_hpo_lock", None)
+        return state
+
+    def hello(self) -> dict:
+        return self._hpo["Hello"]({}, timeout=CONNECT_TIMEOUT_S)
+
+    def record_heartbeat(self, trial_id: int) -> None:  # retried: see retry.RETRIED
+        self._hpo["Heartbeat"]({"trial_id": int(trial_id)})
+
+    def fail_stale(self, study_name: str, orphan_age: float) -> None:
+        """Fail and re-queue the study's stale and orphaned trials (on the server)."""
+        if self.heartbeat_interval is None:
+            return
+        retry.call(self._hpo["FailStale"], {
+            "study": study_name, "heartbeat": int(self.heartbeat_interval),
+            "grace": int(self.grace_period), "orphan_age": float(orphan_age)})
+
+    @contextmanager
+    def study_lock(self, study_name: str) -> Iterator[None]:
+        """Hold the study's lock on the server for the duration of the block."""
+        delay, deadline = 0.02, time.monotonic() + retry.RECONNECT_S
+        while True:
+            call = self._hpo_lock({"study": study_name})
+            try:
+                granted = next(call, {"granted": False})["granted"]  # no answer: try again
+            except grpc.RpcError as exc:
+                if not retry.transient(exc) or time.monotonic() >= deadline:
+                    raise
+                retry.note_outage()
+                granted = False
+            if granted:
+                break
+            call.cancel()
+            time.sleep(delay)
+            delay = min(2 * delay, 0.25)
+        try:
+            yield
+        finally:
+            call.cancel()
+
+
+retry.retrying(ProxyStorage)
+
+
+def connect(url: str, *, heartbeat_interval: int | None = None,
+            grace_period: int | None = None) -> ProxyStorage:
+    """A :class:`ProxyStorage` for ``grpc://host[:port]``; one line within seconds when nothing
+    answers there, or when a bare Optuna proxy (without ``hpo.Store``) answers."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    host, port = parsed.host or "localhost", parsed.port or DEFAULT_PORT
+    with warnings.catch_warnings():  # "GrpcStorageProxy is experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = ProxyStorage(host=host, port=port, heartbeat_interval=heartbeat_interval,
+                               grace_period=grace_period)
+    try:
+        storage.wait_server_ready(timeout=CONNECT_TIMEOUT_S)
+        storage.hello()
+    except (ConnectionError, grpc.RpcError) as exc:
+        storage.close()
+        code = exc.code() if isinstance(exc, grpc.RpcError) else None
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            raise HpoError(f"{mask_url(url)} is a bare Optuna gRPC proxy, without hpo's study "
+                           "lock and heartbeats; serve the store with 'hpo store serve' "
+                           "instead") from None
+        raise HpoError(f"cannot reach the study store {mask_url(url)} (no gRPC proxy answers "
+                       "there); start one with 'hpo store serve --storage URL --host 0.0.0.0' "
+                       "or check the host and port") from None
+    return storage

@@ -1,0 +1,175 @@
+"""Store calls ride out a lost connection (hpo_vidpred/store/retry.py): which errors are retried,
+the backoff's limits, a state change whose commit was lost, no trial declared dead right after an
+outage, and a real PostgreSQL restart under the storage and the study lock (a throwaway cluster,
+tests/clusters.py; the whole-study version is tests/deploy/test_db_restart.py)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
+
+from hpo_vidpred.store import lifecycle, open_storage, retry, store_failure, study_lock
+
+
+@pytest.fixture(autouse=True)
+def _outages_stay_here(monkeypatch) -> None:
+    """The outages these tests provoke are forgotten afterwards: this process's later stale
+    checks must not wait for them."""
+    monkeypatch.setitem(retry._outage, "at", float("-inf"))
+
+
+def _wrapped(message: str) -> Exception:
+    """A driver error as Optuna raises it: StorageInternalError from SQLAlchemy's error."""
+    try:
+        try:
+            raise OperationalError("SELECT ...", {}, Exception(message))
+        except OperationalError as exc:
+            raise optuna.exceptions.StorageInternalError("commit failed") from exc
+    except Exception as exc:  # noqa: BLE001
+        return exc
+
+
+def test_store_failures_are_classified() -> None:
+    """What a full, read-only or damaged store answers is said in one line (and not retried)."""
+    assert "is full" in store_failure(_wrapped("database or disk is full"), "s.db")
+    assert "cannot be written" in store_failure(_wrapped("attempt to write a readonly database"))
+    assert "is damaged" in store_failure(_wrapped("file is not a database"))
+    assert store_failure(_wrapped("UNIQUE constraint failed")) is None
+
+
+def test_lost_and_refused_connections_are_retried_other_errors_are_not() -> None:
+    for message in ("connection failed: connection to server at \"127.0.0.1\", port 5440 "
+                    "failed: Connection refused", "FATAL:  terminating connection due to "
+                    "administrator command", "server closed the connection unexpectedly",
+                    "FATAL:  the database system is starting up", "consuming input failed"):
+        assert retry.transient(_wrapped(message)), message
+    for message in ("database or disk is full", "UNIQUE constraint failed: trials.number",
+                    "attempt to write a readonly database", "database is locked"):
+        assert not retry.transient(_wrapped(message)), message
+
+    class Unavailable_(Exception):  # what grpc.RpcError answers for a proxy that is away
+        def code(self):  # noqa: ANN202
+            return type("Code", (), {"name": "UNAVAILABLE"})()
+
+    assert retry.transient(Unavailable_("connection reset"))
+    assert retry.transient(Unavailable_("x"))
+
+
+def test_a_call_is_retried_until_the_connection_is_back(monkeypatch) -> None:
+    monkeypatch.setattr(retry, "BACKOFF_S", (0.01,))
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise _wrapped("server closed the connection unexpectedly")
+        return "ok"
+
+    assert retry.call(flaky) == "ok" and len(calls) == 4
+    assert retry.last_outage() > float("-inf")  # remembered: stale checks wait a while
+
+    def broken() -> None:
+        calls.append(1)
+        raise _wrapped("database or disk is full")
+
+    calls.clear()
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        retry.call(broken)
+    assert len(calls) == 1  # not a connection error: at once
+
+    monkeypatch.setattr(retry, "RECONNECT_S", 0.0)
+    calls.clear()
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        retry.call(flaky)
+    assert len(calls) == 1  # the time for retries is up
+
+
+def test_a_state_change_whose_commit_was_lost_counts_as_done(monkeypatch) -> None:
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    storage = optuna.storages.RDBStorage("sqlite:///studies.db")
+    study = optuna.create_study(study_name="lost-commit", storage=storage)
+    trial_id = study.ask()._trial_id
+    attempts = []
+
+    def commit_then_lose_the_connection(*args):  # noqa: ANN002, ANN202
+        attempts.append(1)
+        done = storage.set_trial_state_values(*args)
+        if len(attempts) == 1:  # committed, but the answer never came back
+            raise _wrapped("server closed the connection unexpectedly")
+        return done
+
+    settled = lambda: storage.get_trial(trial_id).state == TrialState.COMPLETE  # noqa: E731
+    assert retry.call(commit_then_lose_the_connection, trial_id, TrialState.COMPLETE, [1.0],
+                      settled=settled) is True
+    assert len(attempts) == 2 and storage.get_trial(trial_id).value == 1.0
+    # a trial someone else finished otherwise is still an error
+    other = study.ask()._trial_id
+    storage.set_trial_state_values(other, TrialState.FAIL)
+    attempts.clear()
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        retry.call(storage.set_trial_state_values, other, TrialState.COMPLETE, [1.0],
+                   settled=lambda: storage.get_trial(other).state == TrialState.COMPLETE)
+
+
+def test_no_trial_is_declared_dead_right_after_an_outage(monkeypatch) -> None:
+    storage = open_storage("sqlite:///studies/hpo.db", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(study_name="quiet", storage=storage)
+    trial = lifecycle.ask(study)  # one heartbeat, then silence
+    time.sleep(2.2)
+    monkeypatch.setitem(retry._outage, "at", time.monotonic())  # the store was just away
+    lifecycle.fail_stale(study, orphan_age_s=4)
+    assert study.trials[trial.number].state == TrialState.RUNNING  # its beats could not land
+    monkeypatch.setitem(retry._outage, "at", time.monotonic() - 5)  # long enough ago
+    lifecycle.fail_stale(study, orphan_age_s=4)
+    assert study.trials[trial.number].state == TrialState.FAIL
+
+
+def test_optunas_fallback_warning_is_dropped_for_a_lost_connection_only() -> None:
+    """Optuna logs a lost connection in its trial query as "Caught an error from sqlalchemy ...
+    Falling back" with the whole SQL: dropped (the outage is noted and the call retried); the
+    same warning for another error still reaches the user."""
+    logger = logging.getLogger("optuna.storages._rdb.storage")
+
+    def record(message: str) -> logging.LogRecord:
+        return logger.makeRecord(logger.name, logging.WARNING, __file__, 1, message, (), None)
+
+    lost = record("Caught an error from sqlalchemy: (psycopg.errors.AdminShutdown) terminating "
+                  "connection due to administrator command [SQL: SELECT ...]. Falling back to a "
+                  "slower alternative.")
+    assert retry.last_outage() == float("-inf")
+    assert not logger.filter(lost)
+    assert retry.last_outage() > float("-inf")
+    other = record("Caught an error from sqlalchemy: too many SQL variables. Falling back to a "
+                   "slower alternative.")
+    assert logger.filter(other)
+
+
+@pytest.mark.slow
+def test_storage_calls_and_the_study_lock_wait_for_a_restarted_postgres(pg_cluster) -> None:
+    storage = open_storage(pg_cluster.url, heartbeat_interval=2)
+    study = optuna.create_study(study_name="restart", storage=storage)
+    first = lifecycle.ask(study)
+    study.tell(first, 0.5)
+    running = lifecycle.ask(study)
+    with study_lock(storage, "restart"):
+        pass  # a pooled connection that the restart will kill
+    pg_cluster.stop()
+    threading.Timer(3.0, pg_cluster.start).start()
+    started = time.monotonic()
+    with study_lock(storage, "restart"):  # refused at first, then granted
+        study.tell(running, 0.25)
+        second = lifecycle.ask(study)
+    study.tell(second, 0.75)
+    waited = time.monotonic() - started
+    assert 2.5 < waited < 60, waited
+    assert time.monotonic() - retry.last_outage() < 60
+    fresh = optuna.load_study(study_name="restart", storage=pg_cluster.url)
+    assert [(t.state, t.value) for t in fresh.trials] == [
+        (TrialState.COMPLETE, 0.5), (TrialState.COMPLETE, 0.25), (TrialState.COMPLETE, 0.75)]
