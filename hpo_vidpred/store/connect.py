@@ -148,8 +148,11 @@ def open_storage(
             grace_period=int(grace_period or 2 * heartbeat_interval),
             heartbeat_stale_trial_callback=on_stale,
         )
+    # On PostgreSQL even an open without table creation may write the schema: Optuna stamps
+    # alembic_version on a store that has none, racing a first `hpo run` creating it
+    guard = create_tables or parsed.drivername.startswith("postgresql")
     try:
-        with _schema_guard(url, db) if create_tables else nullcontext(), \
+        with _schema_guard(url, db) if guard else nullcontext(), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = retry.RetryingRDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)

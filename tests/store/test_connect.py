@@ -154,6 +154,37 @@ def test_several_processes_can_be_first_on_a_fresh_postgres_database(fresh_postg
     assert len(optuna.get_all_study_names(fresh_postgres)) == 4
 
 
+def _poll(url: str, ready, stop) -> None:
+    """A reader (hpo report, a test waiting for trials) opening the store until it can."""
+    ready.wait()
+    while not stop.is_set():
+        try:
+            open_storage(url, create_tables=False)
+        except Exception:  # noqa: BLE001 (no schema yet)
+            pass
+
+
+@pytest.mark.postgres
+def test_readers_polling_a_fresh_postgres_database_do_not_break_its_first_use(
+        fresh_postgres) -> None:
+    """An open without table creation still stamped alembic_version, unguarded: a reader polling
+    a fresh database made the first hpo run fail (duplicate key in pg_type_typname_nsp_index)."""
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    pollers = [ctx.Process(target=_poll, args=(fresh_postgres, ready, stop)) for _ in range(3)]
+    first = ctx.Process(target=_first_use, args=(fresh_postgres, ready, "s"))
+    for p in (*pollers, first):
+        p.start()
+    time.sleep(3)  # every process imported and waiting
+    ready.set()
+    first.join(120)
+    stop.set()
+    for p in pollers:
+        p.join(60)
+    assert first.exitcode == 0
+    assert optuna.get_all_study_names(fresh_postgres) == ["s"]
+
+
 def test_several_processes_can_be_first_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new' / 'store.db'}"
     assert _all_at_once(url) == [0, 0, 0, 0]
