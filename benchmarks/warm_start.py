@@ -2,6 +2,9 @@
 
     python benchmarks/warm_start.py --json                       # the RESULTS.md run
     python benchmarks/warm_start.py --budget smoke --trials 3 --source-trials 2 --seeds 0 --json
+    python benchmarks/warm_start.py --keep runs/warm --strategies cold &    # one core each; the
+    python benchmarks/warm_start.py --keep runs/warm --strategies warm      # source is made once
+    python benchmarks/warm_start.py --analyse runs/warm --json           # the figures again
 
 A source study -- the CPU demo's autoencoder search on Moving MNIST with **one** digit (budget
 ``small``, ``--source-trials`` trials) -- then, per seed, two studies of the target task, Moving
@@ -28,13 +31,13 @@ from hpo_vidpred.budgets import get as get_budget
 
 
 def _run(name: str, budget: Any, trials: int, url: str, seed: int, warm: tuple[str, ...] = (),
-         top: int = 3) -> None:
+         top: int = 3, workers_: int = 1) -> None:
     from hpo_vidpred.jobs import workers
     from hpo_vidpred.jobs.search import plan_study
     from hpo_vidpred.specs import StudySpec
 
     spec = StudySpec(arch="autoencoder", data="mmnist", budget=budget.name, name=name, seed=seed)
-    workers.run(plan_study(spec), storage_url=url, trials=trials, workers=1, devices="cpu",
+    workers.run(plan_study(spec), storage_url=url, trials=trials, workers=workers_, devices="cpu",
                 progress=False, objective=BenchObjective(budget), warm=warm, warm_top=top)
 
 
@@ -46,6 +49,42 @@ def _curves(url: str, name: str) -> list[dict[str, Any]]:
              "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)]}
             for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
             if t.state.is_finished()]
+
+
+def _finished(url: str, name: str) -> int:
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=url)
+    except KeyError:
+        return 0
+    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+
+
+def _source(url: str, budget: Any, trials: int, workers_: int) -> None:
+    """Make the source study once; a second process sharing ``--keep`` waits for it."""
+    import time
+
+    from filelock import FileLock
+
+    with FileLock(url.removeprefix("sqlite:///") + ".source.lock"):
+        if _finished(url, "source") < trials:
+            _run("source", budget, trials, url, seed=100, workers_=workers_)
+    while _finished(url, "source") < trials:  # pragma: no cover - only if the maker died
+        time.sleep(5)
+
+
+def read_store(url: str) -> list[dict[str, Any]]:
+    """Every ``cold-N``/``warm-N`` study in a kept store, for ``--analyse``."""
+    import optuna
+
+    out = []
+    for summary in optuna.get_all_study_summaries(url):
+        strategy, _, seed = summary.study_name.partition("-")
+        if strategy in ("cold", "warm") and seed.isdigit():
+            out.append({"strategy": strategy, "seed": int(seed),
+                        "trials": _curves(url, summary.study_name)})
+    return sorted(out, key=lambda s: (s["seed"], s["strategy"]))
 
 
 def to_reach(trials: list[dict[str, Any]], target: float) -> dict[str, Any]:
@@ -70,12 +109,16 @@ def analyse(studies: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"target": target, "studies": rows}
     for strategy in ("cold", "warm"):
         mine = [r for r in rows if r["strategy"] == strategy]
+        if not mine:  # its process has not finished a study yet
+            out[strategy] = {"reached": 0, "seeds": 0, "mean_trials": None, "mean_epochs": None}
+            continue
         out[strategy] = {"reached": sum(r["reached"] for r in mine), "seeds": len(mine),
                          "mean_trials": statistics.mean(r["trials"] for r in mine),
                          "mean_epochs": statistics.mean(r["epochs"] for r in mine)}
     out["epochs_ratio_cold_over_warm"] = (round(out["cold"]["mean_epochs"]
                                                 / out["warm"]["mean_epochs"], 3)
-                                          if out["warm"]["mean_epochs"] else None)
+                                          if out["warm"]["mean_epochs"]
+                                          and out["cold"]["mean_epochs"] else None)
     return out
 
 
@@ -86,9 +129,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trials", type=int, default=12, help="trials per target study")
     parser.add_argument("--top", type=int, default=3, help="--warm-top")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--strategies", default="cold,warm",
+                        help="which target studies this process runs (the source is shared)")
+    parser.add_argument("--source-workers", type=int, default=1)
     parser.add_argument("--keep", default=None, help="folder to keep the store in")
+    parser.add_argument("--analyse", default=None, metavar="FOLDER",
+                        help="run nothing: analyse the store a --keep run left in FOLDER")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.analyse:
+        result = {**analyse(read_store(f"sqlite:///{Path(args.analyse) / 'warm.db'}")),
+                  "settings": {"analysed": args.analyse}}
+        return _print(result, args.json)
     source = get_budget(args.budget)
     two = dataclasses.replace(source, name=f"{source.name}-2digits",
                               summary=f"{source.name} with two Moving MNIST digits",
@@ -98,20 +150,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{folder / 'warm.db'}"
-        _run("source", source, args.source_trials, url, seed=100)
+        _source(url, source, args.source_trials, args.source_workers)
         studies = []
+        chosen = args.strategies.split(",")
         for seed in (int(s) for s in args.seeds.split(",")):
             for strategy, warm in (("cold", ()), ("warm", ("source",))):
+                if strategy not in chosen:
+                    continue
                 name = f"{strategy}-{seed}"
                 _run(name, two, args.trials, url, seed, warm, args.top)
                 studies.append({"strategy": strategy, "seed": seed,
                                 "trials": _curves(url, name)})
+        if set(chosen) != {"cold", "warm"}:
+            studies = read_store(url)  # the other strategy's process may still be running
+            if {s["strategy"] for s in studies} != {"cold", "warm"}:
+                print(f"the other strategy's studies are not in {url} yet: when they are, run"
+                      f" `python benchmarks/warm_start.py --analyse {folder}`")
+                return {"partial": True, "studies": [s["strategy"] + "-" + str(s["seed"])
+                                                     for s in studies]}
     result = {**analyse(studies), "settings": vars(args)}
-    if args.json:
+    return _print(result, args.json)
+
+
+def _print(result: dict[str, Any], as_json: bool) -> dict[str, Any]:
+    if as_json:
         print(json.dumps(result, indent=1))
     else:
         print(f"target (cold median final best) {result['target']:.6g}; trial-epochs to it: "
-              f"cold {result['cold']['mean_epochs']:.1f}, warm {result['warm']['mean_epochs']:.1f}"
+              f"cold {result['cold']['mean_epochs']}, warm {result['warm']['mean_epochs']}"
               f" ({result['epochs_ratio_cold_over_warm']}x)")
     return result
 
