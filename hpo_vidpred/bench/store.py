@@ -45,15 +45,20 @@ class StoreClock:
         self.local = threading.local()
         self.seconds = {"main": 0.0, "heartbeat": 0.0, "lock": 0.0}
         self.calls = {"main": 0, "heartbeat": 0, "lock": 0}
+        self.methods: dict[str, list] = {}  # main thread: method -> [calls, seconds]
         self.started = time.perf_counter()
         self.objective_s = 0.0  # inside the objective (training and its own store calls)
         self.outside_s = 0.0  # store calls between trials (ask, tell, counting, stale checks)
         self.in_trial = False
         self.trials = 0
 
-    def add(self, kind: str, seconds: float) -> None:
+    def add(self, kind: str, seconds: float, method: str = "") -> None:
         self.seconds[kind] += seconds
         self.calls[kind] += 1
+        if kind == "main" and method:
+            tally = self.methods.setdefault(method, [0, 0.0])
+            tally[0] += 1
+            tally[1] += seconds
         if kind == "main" and not self.in_trial:
             self.outside_s += seconds
 
@@ -65,7 +70,8 @@ class StoreClock:
                 "store_calls": self.calls["main"], "lock_calls": self.calls["lock"],
                 "heartbeat_calls": self.calls["heartbeat"], "objective_s": self.objective_s,
                 "busy_s": self.objective_s + self.outside_s + self.seconds["lock"],
-                "trials": self.trials, "wall_s": time.perf_counter() - self.started}
+                "trials": self.trials, "wall_s": time.perf_counter() - self.started,
+                "methods": {k: [n, round(t, 6)] for k, (n, t) in sorted(self.methods.items())}}
 
 
 _CLOCK: StoreClock | None = None
@@ -84,7 +90,7 @@ def _timed_method(method: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             clock.local.depth = 0
             main = threading.current_thread() is threading.main_thread()
-            clock.add("main" if main else "heartbeat", time.perf_counter() - t0)
+            clock.add("main" if main else "heartbeat", time.perf_counter() - t0, method.__name__)
     wrapper._hpo_timed = True  # type: ignore[attr-defined]
     return wrapper
 
@@ -109,6 +115,12 @@ def instrument_store() -> StoreClock:
                 continue
             if getattr(optuna.storages.RDBStorage, name) is value:  # not overridden below
                 setattr(optuna.storages.RDBStorage, name, _timed_method(value))
+    from ..store.rdb import Storage
+
+    for name, value in list(vars(Storage).items()):  # the store's own calls (batched attributes)
+        if inspect.isfunction(value) and not hasattr(optuna.storages.RDBStorage, name) \
+                and not getattr(value, "_hpo_timed", False):
+            setattr(Storage, name, _timed_method(value))
     if not getattr(workers.study_lock, "_hpo_timed", False):
         lock = workers.study_lock
 
@@ -126,6 +138,9 @@ def instrument_store() -> StoreClock:
 
 
 # --------------------------------------------------------------------------- the objective
+_INNER: dict[str, Any] = {}
+
+
 @dataclass(frozen=True)
 class BenchObjective:
     """``hpo run``'s real objective (:class:`hpo_vidpred.jobs.search.TrainObjective`) for
@@ -138,9 +153,12 @@ class BenchObjective:
 
     @staticmethod
     def _inner() -> Any:
+        """One objective per process, as ``hpo run``'s workers have (it keeps the baselines)."""
         from ..jobs.search import TrainObjective
 
-        return TrainObjective()
+        if "inner" not in _INNER:
+            _INNER["inner"] = TrainObjective()
+        return _INNER["inner"]
 
     def check(self, plan: Any) -> None:
         self._inner().check(plan)

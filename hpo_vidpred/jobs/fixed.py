@@ -30,6 +30,7 @@ from ..devices import resolve_device, seed_everything
 from ..metrics import split_baselines
 from ..specs import DataSpec, ModelSpec, TrainSpec, to_dict, to_record
 from ..store import mask_url, normalize_url, open_storage
+from ..store.lifecycle import set_user_attrs
 from ..store.records import open_record, ratio_text
 from ..train import train_and_evaluate
 from .search import eta_line
@@ -136,8 +137,7 @@ def train_fixed(plan: FixedPlan, store: Any, data: Any, storage_label: str, *,
     model = archs.create_model(plan.model)
     params = fixed_params(plan.model, plan.train)
     trial = study.ask({k: CategoricalDistribution([v]) for k, v in params.items()})
-    trial.set_user_attr("model_spec", to_dict(plan.model))
-    trial.set_user_attr("train_spec", to_dict(plan.train))
+    set_user_attrs(trial, {"model_spec": to_dict(plan.model), "train_spec": to_dict(plan.train)})
     path = checkpoint_path(plan.study_name, f"trial-{trial.number}")
     log(f"training {plan.study_name} trial {trial.number}: {archs.count_params(model):,} "
         f"parameters on {device}, budget {plan.budget} ({plan.train.epochs} epochs x "
@@ -151,11 +151,8 @@ def train_fixed(plan: FixedPlan, store: Any, data: Any, storage_label: str, *,
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
         raise
-    for key, value in result.user_attrs().items():
-        trial.set_user_attr(key, value)
     saved = result.best_state is not None
-    if saved:
-        trial.set_user_attr("checkpoint", str(path))
+    set_user_attrs(trial, {**result.user_attrs(), **({"checkpoint": str(path)} if saved else {})})
     if math.isfinite(result.best_val_mse):
         study.tell(trial, result.best_val_mse)
     else:

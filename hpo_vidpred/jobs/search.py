@@ -33,6 +33,8 @@ from ..paths import studies_file
 from ..search_space import SearchSpace, load_search_space
 from ..specs import DataSpec, ModelSpec, StudySpec, TrainSpec, to_dict, to_record
 from ..store import mask_url
+from ..store.lifecycle import set_user_attrs
+from ..store.rdb import reading_once
 from ..store.records import (
     open_record,
     pareto_front,
@@ -198,10 +200,11 @@ class TrainObjective:
         prediction strip (input | true future | predicted future) in ``artifact_store``. Never
         raises for a trial that went wrong: diverged, out of memory or an invalid configuration
         end as FAIL."""
-        values = plan.space.sample(trial)
+        with reading_once():  # TPE with Hyperband would read the study's trials per parameter
+            values = plan.space.sample(trial)
         model_spec, train_spec = plan.trial_specs(values, trial.number, device)
-        trial.set_user_attr("model_spec", to_dict(model_spec))
-        trial.set_user_attr("train_spec", to_dict(train_spec))
+        set_user_attrs(trial, {"model_spec": to_dict(model_spec),
+                               "train_spec": to_dict(train_spec)})
         data = data_mod.load(plan.data, device)
         seed_everything(train_spec.seed)  # initial weights repeat (hpo fixed --config)
         try:
@@ -215,10 +218,11 @@ class TrainObjective:
                       prune=plan.spec.pruner != "none")
         result = train_mod.train_and_evaluate(model, data, train_spec, trial=guard,
                                               data_spec=plan.data, eta=eta)
-        for key, value in result.user_attrs().items():
-            trial.set_user_attr(key, value)
+        attrs = result.user_attrs()
         if artifact_store is not None and result.best_epoch > 0:
-            _upload_strip(trial, model, data, plan.data, artifact_store)
+            attrs["prediction_artifact"] = _upload_strip(trial, model, data, plan.data,
+                                                         artifact_store)
+        set_user_attrs(trial, attrs)  # one round trip
         state, reason = _ENDINGS[result.stop_reason]
         if guard.tripped:
             reason = "pruned after epoch {epochs}: no better than a trivial predictor"
@@ -231,14 +235,15 @@ class TrainObjective:
 
 
 def _upload_strip(trial: optuna.Trial, model: Any, data: Any, data_spec: DataSpec,
-                  artifact_store: Any) -> None:
+                  artifact_store: Any) -> str:
+    """Upload the trial's prediction strip; its artifact id."""
     image = prediction_strip(model, data, data_spec)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"trial-{trial.number}-prediction.png"
         image.save(path)
         artifact_id = optuna.artifacts.upload_artifact(
             artifact_store=artifact_store, file_path=str(path), study_or_trial=trial)
-    trial.set_user_attr("prediction_artifact", artifact_id)
+    return artifact_id
 
 
 def eta_line(seconds: float, budget: str, device: str) -> str:

@@ -1,9 +1,9 @@
 """The worker pool behind ``hpo run``: N processes (spawned, so CUDA works) share one study.
 
 Every worker repeats one step under the study's cross-process lock
-(:func:`hpo_vidpred.store.study_lock`): fail stale trials (their retry is queued), count the
-finished trials, and start a trial only while ``finished + running + waiting`` is below the
-target. So ``--trials N`` is the number of finished trials of the whole study -- over all workers
+(:func:`hpo_vidpred.store.study_lock`): fail stale trials (their retry is queued; at most once
+per heartbeat interval), count the finished trials, and start a trial only while ``finished +
+running + waiting`` is below the target. So ``--trials N`` is the number of finished trials of the whole study -- over all workers
 and all machines sharing the store -- and is never overshot. A trial's heartbeat thread keeps it
 alive in the store; a worker killed mid-trial leaves a trial that another worker fails after the
 grace period and runs again with the same parameters. A worker with nothing to start waits while
@@ -40,14 +40,7 @@ from ..store.records import trial_counts
 from .progress import StudyProgress
 from .samplers import make_pruner, make_sampler
 from .warm import warm_start
-from .search import (
-    Outcome,
-    StudyPlan,
-    TrainObjective,
-    eta_line,
-    open_search_study,
-    summarize,
-)
+from .search import Outcome, StudyPlan, TrainObjective, eta_line, open_search_study, summarize
 
 __all__ = ["Job", "Objective", "run", "work"]
 
@@ -105,6 +98,7 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
         if baselines is not None:
             study.set_user_attr("baselines", baselines)
     orphan_age = 2 * (job.grace or 2 * job.heartbeat)
+    stale_checked = -math.inf  # dead trials show after their grace: look once per heartbeat
     ran = errors = 0
     while job.deadline is None or time.time() < job.deadline:
         if not _parent_alive():
@@ -112,7 +106,9 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
         trial = None
         try:
             with study_lock(storage, plan.name):
-                lifecycle.fail_stale(study, orphan_age)
+                if time.monotonic() - stale_checked >= job.heartbeat:
+                    lifecycle.fail_stale(study, orphan_age)
+                    stale_checked = time.monotonic()
                 counts = trial_counts(lifecycle.trials(study))
                 if counts["finished"] >= job.target:
                     break

@@ -37,7 +37,7 @@ from sqlalchemy.pool import NullPool
 from ..errors import HpoError
 from ..paths import default_storage
 from ..registry import Registry
-from . import retry
+from . import rdb, retry
 from .lifecycle import RequeueOnce
 
 __all__ = [
@@ -155,7 +155,7 @@ def open_storage(
         with _schema_guard(url, db) if guard else nullcontext(), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = retry.RetryingRDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
+            storage = rdb.Storage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
             if db is not None and not read_only:
                 with storage.engine.connect() as conn:  # WAL: readers never block the one writer
                     conn.exec_driver_sql("PRAGMA journal_mode=WAL")

@@ -22,13 +22,30 @@ from sqlalchemy import select
 
 from .retry import last_outage
 
-__all__ = ["Heartbeat", "RequeueOnce", "ask", "fail_and_requeue", "fail_stale", "trials"]
+__all__ = ["Heartbeat", "RequeueOnce", "ask", "fail_and_requeue", "fail_stale", "set_user_attrs",
+           "trials"]
 
 
 def trials(study: optuna.Study, states: Sequence[TrialState] | None = None
            ) -> list[FrozenTrial]:
     """The study's trials read from its storage without copies (one query)."""
     return study._storage.get_all_trials(study._study_id, deepcopy=False, states=states)
+
+
+def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
+    """``trial.set_user_attr(key, value)`` for each item, in one round trip where the store can
+    (:meth:`hpo_vidpred.store.rdb.Storage.set_trial_user_attrs`), one call each elsewhere (the
+    gRPC proxy, a fixed or frozen trial)."""
+    storage = getattr(trial, "storage", None)
+    batch = getattr(getattr(storage, "_backend", storage), "set_trial_user_attrs", None)
+    if not attrs:
+        return
+    if batch is None or not isinstance(trial, optuna.Trial):
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    batch(trial._trial_id, attrs)
+    trial._cached_frozen_trial.user_attrs.update(attrs)
 
 
 def ask(study: optuna.Study) -> optuna.Trial:

@@ -48,7 +48,7 @@ RETRIED = (
     "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "get_best_trial",
     "get_trial_user_attrs", "get_trial_system_attrs", "record_heartbeat",
     "_create_new_trial", "_set_trial_param", "_get_trials", "_get_best_trial_id",
-    "_get_stale_trial_ids",
+    "_get_stale_trial_ids", "set_trial_user_attrs", "set_trial_params",
 )
 
 # Fragments of the messages of a lost, refused or not-yet-accepting connection (psycopg 3,
