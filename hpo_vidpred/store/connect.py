@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -151,20 +152,27 @@ def open_storage(
     # On PostgreSQL even an open without table creation may write the schema: Optuna stamps
     # alembic_version on a store that has none, racing a first `hpo run` creating it
     guard = create_tables or parsed.drivername.startswith("postgresql")
-    try:
-        with _schema_guard(url, db) if guard else nullcontext(), \
-                warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = rdb.Storage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
-            if db is not None and not read_only:
-                with storage.engine.connect() as conn:  # WAL: readers never block the one writer
-                    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    except HpoError:
-        raise
-    except Exception as exc:  # sqlalchemy OperationalError and friends: one line, no password
-        raise HpoError(store_failure(exc, mask_url(url)) or (
-            f"cannot open the study store {mask_url(url)}: {_reason(exc)}; check that the "
-            "database server runs and the URL is right")) from None
+    for attempt in range(SQLITE_IO_RETRIES + 1):
+        try:
+            with _schema_guard(url, db) if guard else nullcontext(), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = rdb.Storage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
+                if db is not None and not read_only:
+                    with storage.engine.connect() as conn:  # WAL: readers never block the writer
+                        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            break
+        except HpoError:
+            raise
+        except Exception as exc:  # sqlalchemy OperationalError and friends: one line, no password
+            failure = store_failure(exc, mask_url(url))
+            if sqlite and failure and "disk I/O error" in failure and attempt < SQLITE_IO_RETRIES:
+                time.sleep(1.0)  # seen once after an hour of `hpo matrix`; a second later it opened
+                continue
+            hint = ("check the file and its folder" if sqlite else
+                    "check that the database server runs and the URL is right")
+            raise HpoError(failure or f"cannot open the study store {mask_url(url)}: "
+                           f"{_reason(exc)}; {hint}") from None
     if sqlite and not read_only:
         event.listen(storage.engine, "begin", _begin_immediate)
     # a pooled connection found dead (pre-ping) or dropped mid-query: the store was away
@@ -183,6 +191,9 @@ def _open_proxy(url: str, heartbeat_interval: int | None, grace_period: int | No
 
 def _begin_immediate(conn) -> None:  # noqa: ANN001
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+SQLITE_IO_RETRIES = 3  # opening a SQLite store that met a disk I/O error: tries after a second
 
 
 def _reason(exc: BaseException) -> str:
@@ -256,6 +267,9 @@ _FAILURES = (
      "{store} is damaged ({reason}); restore a copy or pass another --storage URL"),
     (("unable to open database file",), "cannot open {store}: its folder is missing or not "
      "accessible ({reason})"),
+    (("disk i/o error",), "{store} met a disk I/O error ({reason}); check the disk (dmesg) and "
+     "that the file is not on a network file system shared by machines (use PostgreSQL for "
+     "that), then rerun the same command (finished trials are kept)"),
     (("could not connect", "connection refused", "timeout expired", "server closed the "
       "connection", "name or service not known", "terminating connection", "failed to connect "
       "to all addresses", "statuscode.unavailable"), "cannot reach {store} ({reason}); check "

@@ -267,3 +267,43 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
         conn.close()
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def _disk_io_error() -> Exception:
+    """What SQLAlchemy raises when SQLite reports SQLITE_IOERR (seen once opening a store after an
+    hour of ``hpo matrix``)."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    return OperationalError("PRAGMA journal_mode=WAL", {}, sqlite3.OperationalError("disk I/O error"))
+
+
+def test_a_disk_io_error_is_its_own_line_and_opening_tries_again(monkeypatch) -> None:
+    from hpo_vidpred.store import connect, rdb, store_failure
+
+    line = store_failure(_disk_io_error(), "sqlite:///studies/hpo.db")
+    assert line.startswith("the study store sqlite:///studies/hpo.db met a disk I/O error")
+    assert "database server" not in line and "finished trials are kept" in line
+    real, failures, sleeps = rdb.Storage, [], []
+
+    def flaky(*args, **kwargs):
+        if len(failures) < 2:
+            failures.append(1)
+            raise _disk_io_error()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(connect.time, "sleep", sleeps.append)
+    monkeypatch.setattr(rdb, "Storage", flaky)
+    storage = open_storage("sqlite:///studies/flaky.db")  # a second later it opened
+    assert len(failures) == 2 and sleeps == [1.0, 1.0]
+    optuna.create_study(study_name="s", storage=storage)
+
+    def broken(*args, **kwargs):
+        raise _disk_io_error()
+
+    monkeypatch.setattr(rdb, "Storage", broken)
+    with pytest.raises(HpoError) as info:
+        open_storage("sqlite:///studies/broken.db")
+    assert "met a disk I/O error" in str(info.value) and "database server" not in str(info.value)
+    assert len(sleeps) == 2 + connect.SQLITE_IO_RETRIES
