@@ -22,11 +22,14 @@ from PIL import Image
 from plotly.colors import sample_colorscale
 
 from ..search_space import param_base
-from ..store.records import TRIVIAL, decode_frames
+from ..store.records import TRIVIAL, decode_frames, trial_cell
 from ..strip import frame_rows
 from .collect import CompareStudy, SearchStudy, rank, role_groups
 
-__all__ = ["study_figures", "steps_figure", "prediction_strip_image", "parallel_figure"]
+_CELL_COLORS = {"convlstm": "#1f77b4", "stlstm": "#d62728"}
+
+__all__ = ["study_figures", "steps_figure", "prediction_strip_image", "parallel_figure",
+           "fronts_figure", "front_groups"]
 
 _LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=30, t=50, b=50))
 _ROLE_NAMES = {"fixed": "fixed", "optimized": "tuned"}
@@ -133,6 +136,72 @@ def parallel_figure(s: SearchStudy) -> Optional[go.Figure]:
         fig.add_annotation(x=k, y=-0.08, text=low, showarrow=False, font=dict(size=10))
         fig.add_annotation(x=k, y=1.08, text=high, showarrow=False, font=dict(size=10))
     fig.update_yaxes(range=[-0.15, 1.15], showticklabels=False, title="position in range")
+    return fig
+
+
+def front_groups(studies: list[SearchStudy]) -> dict[tuple, list[SearchStudy]]:
+    """The multi-objective search studies by (data, arch, budget, objectives): the studies whose
+    fronts share one figure (one study per cell, or one that sampled the cell)."""
+    groups: dict[tuple, list[SearchStudy]] = {}
+    for s in studies:
+        if len(s.objectives) == 2:
+            key = (s.field("data"), s.field("arch"), s.field("budget"), s.objectives)
+            groups.setdefault(key, []).append(s)
+    return groups
+
+
+def _non_dominated(points: list[tuple[float, float, Any]], signs: tuple[int, int]
+                   ) -> list[tuple[float, float, Any]]:
+    """The points no other point beats in both (``signs``: +1 minimise, -1 maximise)."""
+    def beats(a: tuple, b: tuple) -> bool:
+        better = [sa * ga <= sa * gb for sa, ga, gb in zip(signs, a[:2], b[:2], strict=True)]
+        return all(better) and a[:2] != b[:2]
+
+    return sorted((p for p in points if not any(beats(q, p) for q in points)),
+                  key=lambda p: p[0])
+
+
+def fronts_figure(studies: list[SearchStudy]) -> Optional[go.Figure]:
+    """Quality against cost per cell (the seed's second question): every complete trial faint,
+    each cell's Pareto front as a line (non-dominated among that cell's trials, so a study that
+    sampled the cell shows both), the trivial predictors as dotted lines when the first
+    objective is ``val_mse``."""
+    goals = studies[0].objectives
+    signs = tuple(-1 if d == optuna.study.StudyDirection.MAXIMIZE else 1
+                  for d in studies[0].study.directions)
+    per_cell: dict[str, list[tuple[float, float, Any]]] = {}
+    for s in studies:
+        for t in s.trials:
+            if t.state == TrialState.COMPLETE and t.values and len(t.values) == 2:
+                per_cell.setdefault(trial_cell(t) or "?", []).append((*t.values, t))
+    if not per_cell:
+        return None
+    fig = go.Figure()
+    for cell in sorted(per_cell, key=lambda c: rank(cell=c)):
+        points, color = per_cell[cell], _CELL_COLORS.get(cell, "#555")
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in points], y=[p[1] for p in points], mode="markers", opacity=0.35,
+            marker=dict(color=color, size=6), name=f"{cell}: all trials ({len(points)})",
+            text=[f"trial {p[2].number}" for p in points]))
+        front = _non_dominated(points, signs)
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in front], y=[p[1] for p in front], mode="lines+markers",
+            line=dict(color=color, width=2, shape="hv"), marker=dict(color=color, size=9),
+            name=f"{cell}: front ({len(front)})",
+            text=[f"trial {p[2].number}: " + ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in p[2].params.items()) for p in front]))
+    if goals[0] == "val_mse":
+        for name, label in TRIVIAL.items():
+            mse = ((studies[0].baselines or {}).get(name) or {}).get("mse")
+            if mse is not None:
+                fig.add_vline(x=mse, line=dict(dash="dot", color="#999", width=1),
+                              annotation_text=f"{label} {mse:.3g}",
+                              annotation_position="top left")
+    s0 = studies[0]
+    fig.update_layout(**_LAYOUT, title=f"{s0.field('data')} / {s0.field('arch')} "
+                      f"({s0.field('budget')}): {goals[1]} against {goals[0]} per cell",
+                      xaxis_title=goals[0], yaxis_title=goals[1])
     return fig
 
 

@@ -36,7 +36,8 @@ from .. import __version__
 from ..errors import HpoError
 from ..store import mask_url, normalize_url, open_storage, sqlite_path
 from .collect import Collection, collect
-from .figures import prediction_strip_image, steps_figure, study_figures
+from .figures import (fronts_figure, front_groups, prediction_strip_image, steps_figure,
+                      study_figures)
 from .studies import best_config_table, studies_table, study_tables
 from .tables import LABEL, Table, compare_tables, result_frame, skill_summary
 
@@ -251,6 +252,18 @@ def _index(store: Collection, tables: Sequence[Table], summary: Sequence[str], f
             parts.append(f"<p>Test sequence 0 ({e(data)}, {e(arch)}): input | truth | copy-last "
                          "(the trivial predictor) | fixed | tuned per cell, first seed</p>"
                          f"<img src=\"{name}\" alt=\"prediction strip {e(data)} {e(arch)}\">")
+    groups = front_groups(store.search)
+    if groups:
+        parts.append("<h2>Quality against cost per cell</h2><p>Multi-objective searches: each "
+                     "point a complete trial, each line a cell's Pareto front (no trial of that "
+                     "cell is better in both); the dotted lines are the trivial predictors on "
+                     "the validation split, the model must lie left of them to have learned. "
+                     "The non-dominated configurations and their skill are listed on the "
+                     "study pages.</p>")
+    for i, (_, studies) in enumerate(sorted(groups.items())):
+        fig = fronts_figure(studies)
+        if fig is not None:
+            parts.append(_figure(fig, f"front-{i}"))
     parts.append("<h2>Search studies</h2>")
     parts += [to_html(t) for t in tables if t.section == "studies"]
     if pages:

@@ -119,3 +119,29 @@ def test_pick_needs_a_front(capsys) -> None:
     assert main([*RUN, "--trials", "1", "--quiet"]) == 0
     assert main(["export", "--study", "autoencoder-mmnist", "--pick", "knee"]) == 2
     assert "has one objective" in capsys.readouterr().err
+
+
+def test_the_report_draws_each_cells_front_in_one_figure() -> None:
+    """One multi-objective study per cell: the report's index answers "what does each cell cost"
+    with both fronts in one figure, each the non-dominated trials of its cell."""
+    import re
+
+    from hpo_vidpred.report.figures import _non_dominated
+
+    Path("space.yaml").write_text(SPACE)
+    for cell in ("convlstm", "stlstm"):
+        assert main([*RUN, "--trials", "3", "--cell", cell, "--objectives", "val_mse,params",
+                     "--quiet"]) == 0
+    assert main(["report", "--out", "rep"]) == 0
+    index = Path("rep/index.html").read_text()
+    assert "Quality against cost per cell" in index
+    names = re.findall(r'"name":"(\w+): front \((\d+)\)"', index)
+    assert sorted(n for n, _ in names) == ["convlstm", "stlstm"]
+    for cell, count in names:
+        study = optuna.load_study(study_name=f"autoencoder-mmnist-{cell}",
+                                  storage="sqlite:///studies/hpo.db")
+        assert int(count) == len(pareto_front(study)) >= 1
+    assert "black" in index and "copy-last" in index  # the trivial predictors drawn
+    points = [(1.0, 5.0, "a"), (2.0, 3.0, "b"), (3.0, 4.0, "c"), (0.5, 9.0, "d")]
+    assert [p[2] for p in _non_dominated(points, (1, 1))] == ["d", "a", "b"]
+    assert [p[2] for p in _non_dominated(points, (1, -1))] == ["d"]  # second maximised
