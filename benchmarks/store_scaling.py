@@ -38,9 +38,7 @@ import importlib.util
 import json
 import os
 import platform
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +50,7 @@ import optuna
 
 from hpo_vidpred.errors import HpoError
 from hpo_vidpred.store import mask_url, open_storage
+from hpo_vidpred.store.local_proxy import LocalProxy
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 START_TIMEOUT_S = 900  # spawning 64 processes that import Optuna on a busy 2-core machine
@@ -270,51 +269,6 @@ def measure(store: str, url: str, admin_url: str, procs: int, args: argparse.Nam
 
 
 # --------------------------------------------------------------------------- the proxy
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proxy:
-    """``hpo store serve --storage URL`` on a free loopback port, in its own process."""
-
-    def __init__(self, url: str, threads: int) -> None:
-        self.port = _free_port()
-        self.url = f"grpc://127.0.0.1:{self.port}"
-        fd, log = tempfile.mkstemp(prefix="hpo-store-scaling-serve-", suffix=".log")
-        os.close(fd)
-        self.log = Path(log)
-        with open(self.log, "w") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hpo_vidpred.cli", "store", "serve", "--storage", url,
-                 "--port", str(self.port), "--threads", str(threads)],
-                stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if "serving " in self.log.read_text():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        text = self.stop()
-        lines = [line for line in text.splitlines() if line.strip()]
-        raise HpoError("hpo store serve did not start: " + (lines[-1] if lines else "no output"))
-
-    def stop(self) -> str:
-        """Stop the server (Ctrl-C); its output."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        text = self.log.read_text()
-        self.log.unlink(missing_ok=True)
-        return text
-
-
 def _reachable(url: str) -> str | None:
     """None when the store at ``url`` opens; else why not (one line)."""
     try:
@@ -407,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     skipped[store] = "grpcio is not installed (pip install 'hpo-vidpred[grpc]')"
                 else:
                     try:
-                        proxy = Proxy(args.postgres_url, args.proxy_threads)
+                        proxy = LocalProxy(args.postgres_url, args.proxy_threads)
                     except HpoError as exc:
                         skipped[store] = str(exc)
             if store in skipped:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from hpo_vidpred.store.local_proxy import LocalProxy, free_port
 
 REQUIRED = os.environ.get("HPO_REQUIRE_DEPLOY") == "1"
 _SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])  # daemons
@@ -33,12 +34,6 @@ def unavailable(reason: str) -> None:
     if REQUIRED:
         pytest.fail(f"HPO_REQUIRE_DEPLOY=1 but {reason}")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _need_root(what: str) -> None:
@@ -245,38 +240,5 @@ def _end(pid_file: Path, wait_s: float = 10.0) -> None:
 
 
 # --------------------------------------------------------------------------- hpo store serve
-class StoreProxy:
-    """``hpo store serve --storage URL`` on a free loopback port, in its own process."""
-
-    def __init__(self, url: str, cwd: Path | None = None) -> None:
-        import sys
-
-        self.port, self.store_url = free_port(), url
-        self.url = f"grpc://127.0.0.1:{self.port}"
-        self.log = Path(tempfile.mkstemp(prefix="hpo-serve-", suffix=".log")[1])
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hpo_vidpred.cli", "store", "serve", "--storage", url,
-                 "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if "serving " in self.log.read_text():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"hpo store serve did not start: {self.log.read_text()[-2000:]}")
-
-    def stop(self) -> str:
-        """Stop the server (Ctrl-C); returns its output."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        text = self.log.read_text()
-        self.log.unlink(missing_ok=True)
-        return text
+class StoreProxy(LocalProxy):
+    """``hpo store serve`` for the tests: the package's starter (hpo_vidpred.store.local_proxy)."""

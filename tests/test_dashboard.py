@@ -17,16 +17,11 @@ from hpo_vidpred.dashboard import make_dashboard_server
 from hpo_vidpred.errors import HpoError
 from hpo_vidpred.specs import StudySpec
 from hpo_vidpred.store import open_storage
+from hpo_vidpred.store.local_proxy import free_port
 from hpo_vidpred.jobs.search import plan_study
 from hpo_vidpred.jobs.workers import run
 
 SQLITE = "sqlite:///studies/hpo.db"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, timeout: float = 30.0) -> bytes:
@@ -48,7 +43,7 @@ def test_hpo_dashboard_serves_the_study_and_its_artifacts() -> None:
     run(plan, storage_url=SQLITE, trials=1, progress=False)
     study = optuna.load_study(study_name=plan.name, storage=open_storage(SQLITE))
     trial = study.trials[0]
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "hpo_vidpred.cli", "dashboard", "--port",
                                str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
