@@ -44,11 +44,15 @@ def _run(name: str, budget: Any, trials: int, url: str, seed: int, warm: tuple[s
 def _curves(url: str, name: str) -> list[dict[str, Any]]:
     import optuna
 
+    from hpo_vidpred.store.records import retried_numbers
+
     study = optuna.load_study(study_name=name, storage=url)
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)  # a killed worker's trial: counted once, by its retry
     return [{"number": t.number, "state": t.state.name, "warm": "warm_start" in t.user_attrs,
              "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)]}
-            for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-            if t.state.is_finished()]
+            for t in sorted(trials, key=lambda t: t.number)
+            if t.state.is_finished() and t.number not in retried]
 
 
 def _finished(url: str, name: str) -> int:
