@@ -229,13 +229,15 @@ def _index(store: Collection, tables: Sequence[Table], summary: Sequence[str], f
     parts = [f"<h1>hpo-vidpred report</h1><p>Produced by <code>{e(command)}</code><br>"
              f"store <code>{e(store.url)}</code>, studies <code>{e(store.pattern)}</code>; "
              f"hpo-vidpred {__version__}, search commits {e(', '.join(commits) or '-')}; {now}"
-             "</p>", _summary_html(summary),
-             f"<p class=\"label\"><b>Fixed vs optimized = {LABEL}.</b> Each table below sets "
-             "the seed's published configuration against the best configuration a search "
-             "found, both retrained with the same seeds and budget and tested once on the test "
-             "split. Only one side was tuned, so this is not a fair 'A beats B' comparison; the "
-             "cell tables (both cells tuned with the same budget) are. A difference smaller "
-             "than the seed-to-seed spread is not a result.</p>"]
+             "</p>", _summary_html(summary)]
+    if store.compare:  # the warning belongs to the comparisons (a store may hold searches only)
+        parts.append(
+            f"<p class=\"label\"><b>Fixed vs optimized = {LABEL}.</b> Each table below sets "
+            "the seed's published configuration against the best configuration a search "
+            "found, both retrained with the same seeds and budget and tested once on the test "
+            "split. Only one side was tuned, so this is not a fair 'A beats B' comparison; the "
+            "cell tables (both cells tuned with the same budget) are. A difference smaller "
+            "than the seed-to-seed spread is not a result.</p>")
     strips = folder / "strips"
     for i, c in enumerate(store.compare):
         data, arch = c.field("data"), c.field("arch")

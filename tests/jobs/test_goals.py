@@ -142,6 +142,7 @@ def test_the_report_draws_each_cells_front_in_one_figure() -> None:
                                   storage="sqlite:///studies/hpo.db")
         assert int(count) == len(pareto_front(study)) >= 1
     assert "black" in index and "copy-last" in index  # the trivial predictors drawn
+    assert "Fixed vs optimized" not in index  # no comparison in this store: no warning about one
     points = [(1.0, 5.0, "a"), (2.0, 3.0, "b"), (3.0, 4.0, "c"), (0.5, 9.0, "d")]
     assert [p[2] for p in _non_dominated(points, (1, 1))] == ["d", "a", "b"]
     assert [p[2] for p in _non_dominated(points, (1, -1))] == ["d"]  # second maximised
