@@ -50,7 +50,8 @@ def _curves(url: str, name: str) -> list[dict[str, Any]]:
     trials = study.get_trials(deepcopy=False)
     retried = retried_numbers(trials)  # a killed worker's trial: counted once, by its retry
     return [{"number": t.number, "state": t.state.name, "warm": "warm_start" in t.user_attrs,
-             "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)]}
+             "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+             "seconds": t.user_attrs.get("train_seconds") or 0.0}
             for t in sorted(trials, key=lambda t: t.number)
             if t.state.is_finished() and t.number not in retried]
 
@@ -92,14 +93,19 @@ def read_store(url: str) -> list[dict[str, Any]]:
 
 
 def to_reach(trials: list[dict[str, Any]], target: float) -> dict[str, Any]:
-    """Trials and trial-epochs until some trial first reports ``val_mse <= target``."""
-    epochs = 0
+    """Trials, trial-epochs and training seconds until some trial first reports ``val_mse <=
+    target`` (the seconds of the reaching trial pro rata to its epochs)."""
+    epochs, seconds = 0, 0.0
     for i, t in enumerate(trials, start=1):
         for k, value in enumerate(t["curve"], start=1):
             if value <= target:
-                return {"reached": True, "trials": i, "epochs": epochs + k}
+                part = t.get("seconds", 0.0) * k / len(t["curve"])
+                return {"reached": True, "trials": i, "epochs": epochs + k,
+                        "seconds": round(seconds + part, 1)}
         epochs += len(t["curve"])
-    return {"reached": False, "trials": len(trials), "epochs": epochs}
+        seconds += t.get("seconds", 0.0)
+    return {"reached": False, "trials": len(trials), "epochs": epochs,
+            "seconds": round(seconds, 1)}
 
 
 def analyse(studies: list[dict[str, Any]]) -> dict[str, Any]:
@@ -114,11 +120,13 @@ def analyse(studies: list[dict[str, Any]]) -> dict[str, Any]:
     for strategy in ("cold", "warm"):
         mine = [r for r in rows if r["strategy"] == strategy]
         if not mine:  # its process has not finished a study yet
-            out[strategy] = {"reached": 0, "seeds": 0, "mean_trials": None, "mean_epochs": None}
+            out[strategy] = {"reached": 0, "seeds": 0, "mean_trials": None, "mean_epochs": None,
+                             "mean_seconds": None}
             continue
         out[strategy] = {"reached": sum(r["reached"] for r in mine), "seeds": len(mine),
                          "mean_trials": statistics.mean(r["trials"] for r in mine),
-                         "mean_epochs": statistics.mean(r["epochs"] for r in mine)}
+                         "mean_epochs": statistics.mean(r["epochs"] for r in mine),
+                         "mean_seconds": statistics.mean(r["seconds"] for r in mine)}
     out["epochs_ratio_cold_over_warm"] = (round(out["cold"]["mean_epochs"]
                                                 / out["warm"]["mean_epochs"], 3)
                                           if out["warm"]["mean_epochs"]
