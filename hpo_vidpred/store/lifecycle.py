@@ -36,10 +36,10 @@ def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
     """``trial.set_user_attr(key, value)`` for each item, in one round trip where the store can
     (:meth:`hpo_vidpred.store.rdb.Storage.set_trial_user_attrs`), one call each elsewhere (the
     gRPC proxy, a fixed or frozen trial)."""
-    storage = getattr(trial, "storage", None)
-    batch = getattr(getattr(storage, "_backend", storage), "set_trial_user_attrs", None)
     if not attrs:
         return
+    storage = getattr(trial, "storage", None)
+    batch = getattr(getattr(storage, "_backend", storage), "set_trial_user_attrs", None)
     if batch is None or not isinstance(trial, optuna.Trial):
         for key, value in attrs.items():
             trial.set_user_attr(key, value)

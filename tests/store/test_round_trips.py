@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -80,7 +81,7 @@ def test_user_attributes_without_a_batching_store_are_set_one_by_one() -> None:
     assert study.trials[0].user_attrs == {"a": 1, "b": [2, 3]}
 
 
-def _study(url: str, name: str, seed: int) -> optuna.Study:
+def _study(url: str, name: str, seed: int) -> tuple[optuna.Study, Any]:
     plan = plan_study(StudySpec(arch="autoencoder", data="mmnist", budget="smoke", name=name,
                                 seed=0))
     return optuna.create_study(study_name=name, storage=open_storage(url),
