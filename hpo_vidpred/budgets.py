@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from .registry import Registry
+from .search_space import Param, SearchSpace
 from .specs import DataSpec, ModelSpec, TrainSpec, dict_changes, to_dict
 
 __all__ = ["Budget", "BUDGETS", "WIDTH_KEYS", "get", "apply", "describe", "changes",
-           "search_caps"]
+           "narrow", "search_caps"]
 
 WIDTH_KEYS = ("hidden", "enc_channels")  # config keys holding channel widths
 
@@ -181,6 +182,73 @@ def _cap_widths(config: Mapping[str, Any], max_width: int) -> dict[str, Any]:
             doubling = 2 ** max(0, depth - 1) if key == "hidden" else 1
             capped[key] = min(value, max(1, max_width // doubling))
     return capped
+
+
+def narrow(budget: str | Budget, space: SearchSpace) -> SearchSpace:
+    """``space`` offering only what trains at ``budget``: the values :func:`apply` would change
+    are never sampled, so a trial's parameters are the configuration it trained.
+
+    Categorical choices above the batch cap or below the patch floor are dropped (one choice
+    left: the parameter becomes fixed; none left: fixed at the value the budget sets); integer
+    and float ranges are cut at the caps; ``hidden`` as the first width of a doubling stack is
+    bounded through the depth (``max_width // 2^(depth - 1)``, see :meth:`Param.bounds`).
+    """
+    b = get(budget)
+    params: list[Param] = []
+    fixed = dict(space.fixed)
+    for p in space.params:
+        if p.name == "batch_size" and b.max_batch is not None:
+            p = _below(p, b.max_batch)
+        elif p.name == "patch" and b.min_patch is not None:
+            p = _above(p, b.min_patch)
+        elif p.name in WIDTH_KEYS and b.max_width is not None:
+            p = _width(p, b.max_width, space)
+        if isinstance(p, Param):
+            params.append(p)
+        else:  # a single value left: not a parameter any more
+            fixed[p[0]] = p[1]
+    if b.max_batch is not None and isinstance(fixed.get("batch_size"), int):
+        fixed["batch_size"] = min(fixed["batch_size"], b.max_batch)
+    if b.min_patch is not None and isinstance(fixed.get("patch"), int):
+        fixed["patch"] = max(fixed["patch"], b.min_patch)
+    kept = {p.name for p in params} | set(fixed)  # drop conditions on what is now fixed
+    params = [dataclasses.replace(p, when={k: v for k, v in p.when.items() if k in kept})
+              for p in params]
+    return dataclasses.replace(space, params=tuple(params), fixed=fixed)
+
+
+def _below(p: Param, most: int) -> Param | tuple[str, Any]:
+    if p.type == "categorical":
+        kept = tuple(c for c in p.choices if not isinstance(c, int) or c <= most)
+        return (p.name, kept[0]) if len(kept) == 1 else \
+            (p.name, most) if not kept else dataclasses.replace(p, choices=kept)
+    if p.low >= most:
+        return p.name, most
+    return dataclasses.replace(p, high=min(p.high, most))
+
+
+def _above(p: Param, least: int) -> Param | tuple[str, Any]:
+    if p.type == "categorical":
+        kept = tuple(c for c in p.choices if not isinstance(c, int) or c >= least)
+        return (p.name, kept[0]) if len(kept) == 1 else \
+            (p.name, least) if not kept else dataclasses.replace(p, choices=kept)
+    if p.high <= least:
+        return p.name, least
+    return dataclasses.replace(p, low=max(p.low, least))
+
+
+def _width(p: Param, most: int, space: SearchSpace) -> Param | tuple[str, Any]:
+    """A width parameter within ``most`` channels per layer: per-layer and ``enc_channels``
+    values directly, ``hidden`` (the first width of a doubling stack) through the depth."""
+    if p.type == "categorical":
+        return _below(p, most)
+    if p.per_layer or p.name != "hidden":
+        return _below(p, most)
+    depth = space.param("depth")
+    if depth is None:  # a fixed depth: a fixed bound
+        layers = int(space.fixed.get("depth", 1))
+        return _below(p, max(1, most // 2 ** max(0, layers - 1)))
+    return dataclasses.replace(p, cap=most, doubling="depth")
 
 
 def changes(before: tuple[Any, ...], after: tuple[Any, ...]) -> list[str]:

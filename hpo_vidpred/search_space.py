@@ -69,6 +69,22 @@ class Param:
     choices: tuple = ()
     when: Mapping[str, tuple] = field(default_factory=dict)
     per_layer: str = ""
+    # Set by a budget (hpo_vidpred.budgets.narrow), never by a YAML file: the first layer's width
+    # of a stack whose layers double, bounded so that the widest layer has at most ``cap``
+    # channels: high = cap // 2^(doubling - 1), with ``doubling`` the depth parameter.
+    cap: int | None = None
+    doubling: str = ""
+
+    def bounds(self, values: Mapping[str, Any]) -> tuple[Any, Any]:
+        """(low, high) of a range parameter given the values sampled before it (a budget's
+        width bound through depth; otherwise the declared range)."""
+        if self.cap is None:
+            return self.low, self.high
+        layers = int(values.get(self.doubling, 1)) if self.doubling else 1
+        high = min(self.high, max(1, self.cap // 2 ** max(0, layers - 1)))
+        if self.step is not None and high > self.low:
+            high = self.low + (high - self.low) // self.step * self.step
+        return min(self.low, high), high
 
     def values(self) -> tuple | None:
         """Every value this parameter can take, where that is a short list (else ``None``)."""
@@ -78,15 +94,17 @@ class Param:
             return tuple(range(self.low, self.high + 1, self.step or 1))
         return None
 
-    def suggest(self, trial: Any, name: str) -> Any:
-        """Ask an Optuna trial for a value of this parameter under ``name``."""
+    def suggest(self, trial: Any, name: str, values: Mapping[str, Any] | None = None) -> Any:
+        """Ask an Optuna trial for a value of this parameter under ``name`` (``values``: those
+        sampled before it, which a budget's bound may depend on)."""
         if self.type == "categorical":
             return trial.suggest_categorical(name, list(self.choices))
         suggest = trial.suggest_float if self.type == "float" else trial.suggest_int
         kwargs: dict[str, Any] = {"log": self.log}
         if self.step is not None:
             kwargs["step"] = self.step
-        return suggest(name, self.low, self.high, **kwargs)
+        low, high = self.bounds(values or {})
+        return suggest(name, low, high, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical YAML form (what the study records and compares on resume)."""
@@ -103,6 +121,10 @@ class Param:
             out["when"] = {k: list(v) for k, v in self.when.items()}
         if self.per_layer:
             out["per_layer"] = self.per_layer
+        if self.cap is not None:
+            out["cap"] = self.cap
+            if self.doubling:
+                out["doubling"] = self.doubling
         return out
 
 
@@ -126,10 +148,44 @@ class SearchSpace:
                 continue
             if p.per_layer:
                 n = int(values[p.per_layer])
-                values[p.name] = tuple(p.suggest(trial, f"{p.name}_{i}") for i in range(1, n + 1))
+                values[p.name] = tuple(p.suggest(trial, f"{p.name}_{i}", values)
+                                       for i in range(1, n + 1))
             else:
-                values[p.name] = p.suggest(trial, p.name)
+                values[p.name] = p.suggest(trial, p.name, values)
         return values
+
+    def dimensions(self) -> list[str]:
+        """Every name a trial of this space can sample, in the file's order; a per-layer
+        parameter as ``name_1 .. name_K`` for the deepest stack its layer parameter allows."""
+        out: list[str] = []
+        for p in self.params:
+            if p.per_layer:
+                ref = self.param(p.per_layer)
+                deepest = max(ref.values() or (ref.high,)) if ref is not None else \
+                    int(self.fixed.get(p.per_layer, 1))
+                out += [f"{p.name}_{i}" for i in range(1, int(deepest) + 1)]
+            else:
+                out.append(p.name)
+        return out
+
+    def trained_values(self, model: Mapping[str, Any], train: Mapping[str, Any]
+                       ) -> dict[str, Any]:
+        """The inverse of :meth:`apply`: the value of every parameter of this space as a trial
+        trained it, read from its recorded ``model_spec`` and ``train_spec`` (dicts); per-layer
+        values as ``name_1 .. name_K``. Names the specs do not hold (helpers such as ``depth``
+        of an architecture without one) are left out."""
+        config = model.get("config") or {}
+        out: dict[str, Any] = {}
+        for p in self.params:
+            source = train if p.name in TRAIN_KEYS else model if p.name in MODEL_KEYS else config
+            if p.name not in source:
+                continue
+            value = source[p.name]
+            if p.per_layer and isinstance(value, (list, tuple)):
+                out.update({f"{p.name}_{i}": v for i, v in enumerate(value, start=1)})
+            else:
+                out[p.name] = value
+        return out
 
     def pin(self, name: str, value: Any) -> SearchSpace:
         """The same space with ``name`` fixed to ``value`` (``--cell stlstm``): never sampled."""

@@ -140,6 +140,8 @@ class StudySpec:
     data_dir: str = ""  # data root; "": the default (HPO_DATA_DIR or ./datasets)
     seed: int = 0  # sampler and training seeds derive from it
     objectives: tuple[str, ...] = ("val_mse",)  # several: a multi-objective study (jobs/goals.py)
+    epochs: int = 0  # epochs per trial; 0: the budget's (its steps per epoch either way)
+    record_test: bool = False  # also test each trial's model (learning-curve tables only)
 
     @property
     def study_name(self) -> str:

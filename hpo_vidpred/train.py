@@ -56,7 +56,10 @@ class TrainResult:
     best_metrics: dict[str, Any] = field(default_factory=dict)  # evaluate() at the best epoch
     best_state: Optional[dict[str, torch.Tensor]] = field(default=None, repr=False)  # on CPU
 
-    CURVES = ("train_loss", "val_mse", "val_ssim", "val_psnr", "lr")
+    # per epoch: the losses, the validation metrics, the rate at its end, and the seconds its
+    # optimizer steps and its validation took (wall clock, on a possibly shared device)
+    CURVES = ("train_loss", "val_mse", "val_mae", "val_ssim", "val_psnr", "lr", "train_s",
+              "val_s")
 
     @property
     def val_ssim(self) -> Optional[float]:
@@ -79,6 +82,7 @@ class TrainResult:
             "val_ssim": _json_float(self.val_ssim),
             "val_psnr": _json_float(self.val_psnr),
             "device": self.device,
+            "curves": _json_safe(self.curves),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -323,14 +327,17 @@ def train_and_evaluate(
             for epoch in range(1, spec.epochs + 1):
                 bar.add(spec.steps_per_epoch, f"epoch {epoch}/{spec.epochs}", loss="-",
                         val="-", ms="-")
+                t0 = time.perf_counter()
                 train_loss = _train_epoch(step_fn, data, generator, epoch, state, bar)
                 state.epochs = epoch
                 if not math.isfinite(train_loss):
                     stop_reason = "diverged"
                     break
+                t1 = time.perf_counter()
                 metrics = evaluate(step_fn.run, data, "val", spec.val_batch_size,
                                    data_spec=data_spec, options=options)
-                _record(state, train_loss, metrics, step_fn.optimizer)
+                _record(state, train_loss, metrics, step_fn.optimizer,
+                        (t1 - t0, time.perf_counter() - t1))
                 bar.update(val=f"{metrics['mse']:.5g}")
                 stop_reason = _after_epoch(state, epoch, metrics, model, spec, trial)
                 if stop_reason != "completed":
@@ -367,13 +374,14 @@ def train_and_evaluate(
 
 
 def _record(state: _Run, train_loss: float, metrics: dict[str, Any],
-            optimizer: torch.optim.Optimizer) -> None:
+            optimizer: torch.optim.Optimizer, seconds: tuple[float, float]) -> None:
     curves = state.curves
     curves["train_loss"].append(train_loss)
-    curves["val_mse"].append(metrics["mse"])
-    curves["val_ssim"].append(metrics["ssim"])
-    curves["val_psnr"].append(metrics["psnr"])
+    for name in ("mse", "mae", "ssim", "psnr"):
+        curves[f"val_{name}"].append(metrics[name])
     curves["lr"].append(optimizer.param_groups[0]["lr"])
+    curves["train_s"].append(round(seconds[0], 3))
+    curves["val_s"].append(round(seconds[1], 3))
 
 
 def _after_epoch(state: _Run, epoch: int, metrics: dict[str, Any], model: nn.Module,

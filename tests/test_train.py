@@ -158,7 +158,7 @@ def test_run_learns_and_reports_everything() -> None:
     assert curves["lr"] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3])  # step_half: x0.1 after 2
     attrs = result.user_attrs()
     assert set(attrs) == {"val_mse", "n_params", "stop_reason", "best_epoch", "epochs", "step_ms",
-                          "train_seconds", "val_ssim", "val_psnr", "device"}
+                          "train_seconds", "val_ssim", "val_psnr", "device", "curves"}
     assert attrs["val_mse"] == result.best_val_mse
     assert attrs["n_params"] == 10 and attrs["device"] == "cpu" and attrs["step_ms"] > 0
     json.dumps(result.summary(), allow_nan=False)

@@ -51,6 +51,10 @@ def run(
     warm_start: Optional[str] = typer.Option(None, "--warm-start", help="comma list of studies "
                                              "whose best configurations run first"),
     warm_top: int = typer.Option(3, "--warm-top", help="configurations per --warm-start study"),
+    epochs: int = typer.Option(0, help="epochs per trial, of the budget's steps each (0: the "
+                               "budget's); the learning-rate schedule spans them"),
+    record_test: bool = typer.Option(False, "--record-test", help="also test each trial's model "
+                                     "(for learning-curve tables; never choose by it)"),
     quiet: bool = typer.Option(False, "--quiet", help="no per-trial lines and no bar"),
     as_json: bool = JSON,
 ) -> None:
@@ -58,7 +62,8 @@ def run(
     spec = StudySpec(arch=arch, data=data, cell=cell or "", budget=budget, sampler=sampler,
                      pruner=pruner, search_space=search_space or "", name=study or "",
                      data_dir=data_dir or "", seed=seed,
-                     objectives=tuple(_names(objectives) or ()))
+                     objectives=tuple(_names(objectives) or ()), epochs=epochs,
+                     record_test=record_test)
     summary = workers.run(search.plan_study(spec), storage_url=normalize_url(storage),
                           trials=trials, timeout=timeout, workers=n_workers, devices=devices,
                           heartbeat=heartbeat, artifacts=artifacts, progress=not quiet,

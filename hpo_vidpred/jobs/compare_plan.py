@@ -193,7 +193,9 @@ def _optimized_specs(source: Mapping[str, Any], budget: str, data_dir: Optional[
         train = from_dict(TrainSpec, trial.user_attrs["train_spec"])
         return model, train, None, text
     plan = _replan(source["attrs"]["spec"], budget, data_dir)
-    values = plan.space.sample(optuna.trial.FixedTrial(trial.params))
+    trained = plan.space.trained_values(trial.user_attrs.get("model_spec") or {},
+                                        trial.user_attrs.get("train_spec") or {})
+    values = plan.space.sample(optuna.trial.FixedTrial({**trial.params, **trained}))
     model, train = plan.trial_specs(values, 0)
     return model, train, None, f"{text}, applied to budget {budget}"
 

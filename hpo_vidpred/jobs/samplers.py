@@ -17,15 +17,18 @@ if TYPE_CHECKING:
 
 __all__ = ["N_STARTUP", "PRUNERS", "SAMPLERS", "machine_index", "make_pruner", "make_sampler"]
 
-# A sampler factory takes (study seed, this worker's seed, random startup trials).
-SAMPLERS: Registry[Callable[[int, int, int], optuna.samplers.BaseSampler]] = Registry("sampler")
+# A sampler factory takes (study seed, this worker's seed, random startup trials, the names of
+# the sampled parameters in the search space's order).
+SAMPLERS: Registry[Callable[[int, int, int, list[str]], optuna.samplers.BaseSampler]] = \
+    Registry("sampler")
 # A pruner factory takes the budgeted TrainSpec (its epochs are the maximal resource).
 PRUNERS: Registry[Callable[[TrainSpec], optuna.pruners.BasePruner]] = Registry("pruner")
 N_STARTUP = 10  # random trials before a model-based sampler starts modelling
 
 
 @SAMPLERS.register("tpe")
-def _tpe(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+def _tpe(study_seed: int, seed: int, n_startup: int,
+         names: list[str]) -> optuna.samplers.BaseSampler:
     # Multivariate TPE (Falkner et al. 2018) with group decomposition, which models conditional
     # parameters jointly too; constant_liar keeps parallel workers from sampling the same point.
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
@@ -33,12 +36,14 @@ def _tpe(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSamp
 
 
 @SAMPLERS.register("random")
-def _random(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+def _random(study_seed: int, seed: int, n_startup: int,
+            names: list[str]) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
 @SAMPLERS.register("qmc")
-def _qmc(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+def _qmc(study_seed: int, seed: int, n_startup: int,
+         names: list[str]) -> optuna.samplers.BaseSampler:
     # Scrambled Sobol; every worker must share the scramble seed to draw from one sequence.
     return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=study_seed,
                                       independent_sampler=optuna.samplers.RandomSampler(seed=seed),
@@ -46,21 +51,34 @@ def _qmc(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSamp
                                       warn_independent_sampling=False)
 
 
+@SAMPLERS.register("sobol")
+def _sobol(study_seed: int, seed: int, n_startup: int,
+           names: list[str]) -> optuna.samplers.BaseSampler:
+    # Space-filling, and configuration i is the same in every study of the space (jobs/sobol.py):
+    # what learning-curve tables are drawn with; --seed changes the training seeds only.
+    from .sobol import SobolSampler
+
+    return SobolSampler(names)
+
+
 @SAMPLERS.register("gp")
-def _gp(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+def _gp(study_seed: int, seed: int, n_startup: int,
+        names: list[str]) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup,
                                      warn_independent_sampling=False)
 
 
 @SAMPLERS.register("cmaes")
-def _cmaes(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+def _cmaes(study_seed: int, seed: int, n_startup: int,
+           names: list[str]) -> optuna.samplers.BaseSampler:
     # CMA-ES models the float and int parameters; categorical ones are sampled at random.
     return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=n_startup,
                                         warn_independent_sampling=False)
 
 
 @SAMPLERS.register("nsga2")
-def _nsga2(study_seed: int, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+def _nsga2(study_seed: int, seed: int, n_startup: int,
+           names: list[str]) -> optuna.samplers.BaseSampler:
     # NSGA-II (Deb et al. 2002), for several --objectives (TPE's multi-objective mode is the
     # default there).
     return optuna.samplers.NSGAIISampler(seed=seed)
@@ -95,7 +113,8 @@ def make_sampler(plan: StudyPlan, worker_seed: int) -> optuna.samplers.BaseSampl
     seed = (worker_seed + 7919 * machine_index()) % 2**31
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return SAMPLERS.get(plan.spec.sampler)(plan.spec.seed, seed, N_STARTUP)
+        return SAMPLERS.get(plan.spec.sampler)(plan.spec.seed, seed, N_STARTUP,
+                                               plan.sample_space.dimensions())
 
 
 # The tasks of a job array (Slurm, a Kubernetes Indexed Job) start together with the same study

@@ -68,6 +68,10 @@ class StudyPlan:
 
     ``model`` and ``train`` are the seed's fixed configuration with the search space's ``fixed``
     values, before sampling; ``data``, ``model`` and ``train`` are scaled to the budget.
+    ``space`` is the search space as written (what the study records and compares);
+    ``sample_space`` what trials sample: the space narrowed to what trains at the budget
+    (:func:`hpo_vidpred.budgets.narrow`), or, for a study recorded before spaces were narrowed,
+    the space as written (its trials were capped after sampling, see :meth:`as_recorded`).
     """
 
     spec: StudySpec
@@ -76,6 +80,7 @@ class StudyPlan:
     model: ModelSpec
     train: TrainSpec
     raw: tuple[DataSpec, ModelSpec, TrainSpec]  # the same before the budget
+    sample_space: SearchSpace = None  # type: ignore[assignment]  (set by plan_study)
 
     @property
     def name(self) -> str:
@@ -87,8 +92,16 @@ class StudyPlan:
         data, model, train = self.raw
         model, train = self.space.apply(values, model, train)
         train = dataclasses.replace(train, seed=self.spec.seed + number, device=device)
-        _, model, train = budgets.apply(self.spec.budget, data, model, train)
+        _, model, train = _budgeted(self.spec, data, model, train)
         return model, train
+
+    def as_recorded(self, study_attrs: Mapping[str, Any]) -> StudyPlan:
+        """This plan as the study ``study_attrs`` belong to samples: a study recorded before
+        search spaces were narrowed to the budget (no ``sampling_space`` attribute) keeps
+        sampling the space as written, so that its trials stay comparable."""
+        if "sampling_space" in study_attrs or "spec" not in study_attrs:
+            return self
+        return dataclasses.replace(self, sample_space=self.space)
 
     def record(self) -> dict[str, Any]:
         """What the study stores as its spec and compares when it is continued (JSON-safe)."""
@@ -108,6 +121,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     PRUNERS.get(spec.pruner)
     check_goals(spec.objectives, spec.sampler)
     budgets.get(spec.budget)
+    if not isinstance(spec.epochs, int) or spec.epochs < 0:
+        raise HpoError(f"--epochs must be 0 (the budget's) or a positive number, not {spec.epochs}")
     if spec.cell:
         CELLS.get(spec.cell)
     source = Path(spec.search_space) if spec.search_space else studies_file(f"{spec.arch}.yaml")
@@ -127,9 +142,19 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         except HpoError as exc:
             shown = ", ".join(f"{k}={v}" for k, v in values.items() if space.param(k))
             raise HpoError(f"search space {source}: {exc} (at {shown})") from None
-    budgeted = budgets.apply(spec.budget, data, model, train)
+    budgeted = _budgeted(spec, data, model, train)
     return StudyPlan(spec=spec, space=space, data=budgeted[0], model=budgeted[1],
-                     train=budgeted[2], raw=(data, model, train))
+                     train=budgeted[2], raw=(data, model, train),
+                     sample_space=budgets.narrow(spec.budget, space))
+
+
+def _budgeted(spec: StudySpec, data: DataSpec, model: ModelSpec,
+              train: TrainSpec) -> tuple[DataSpec, ModelSpec, TrainSpec]:
+    """The specs at the study's budget, with ``--epochs`` over the budget's."""
+    data, model, train = budgets.apply(spec.budget, data, model, train)
+    if spec.epochs:
+        train = dataclasses.replace(train, epochs=spec.epochs)
+    return data, model, train
 
 
 def _first_choice(space: SearchSpace, name: str) -> Any:
@@ -146,7 +171,7 @@ def open_search_study(plan: StudyPlan, storage: Any, sampler: Any = None,
         storage, plan.name, "search", plan.record(),
         budget=budgets.describe(plan.spec.budget, *plan.raw), sampler=sampler, pruner=pruner,
         objective=",".join(goals), directions=[GOALS.get(g).direction for g in goals],
-        extra={"seed": plan.spec.seed}, fix="rerun with the original settings to continue it, "
+        extra={"seed": plan.spec.seed, "sampling_space": plan.sample_space.to_dict()}, fix="rerun with the original settings to continue it, "
                                             "or start a new study with --study NAME")
 
 
@@ -201,7 +226,7 @@ class TrainObjective:
         raises for a trial that went wrong: diverged, out of memory or an invalid configuration
         end as FAIL."""
         with reading_once():  # TPE with Hyperband would read the study's trials per parameter
-            values = plan.space.sample(trial)
+            values = plan.sample_space.sample(trial)
         model_spec, train_spec = plan.trial_specs(values, trial.number, device)
         set_user_attrs(trial, {"model_spec": to_dict(model_spec),
                                "train_spec": to_dict(train_spec)})
@@ -219,6 +244,10 @@ class TrainObjective:
         result = train_mod.train_and_evaluate(model, data, train_spec, trial=guard,
                                               data_spec=plan.data, eta=eta)
         attrs = result.user_attrs()
+        if plan.spec.record_test and result.best_epoch > 0:  # the best epoch's weights
+            tested = train_mod.evaluate(model, data, "test", train_spec.val_batch_size,
+                                        data_spec=plan.data)
+            attrs.update({f"test_{k}": _finite(tested[k]) for k in ("mse", "mae", "ssim", "psnr")})
         if artifact_store is not None and result.best_epoch > 0:
             attrs["prediction_artifact"] = _upload_strip(trial, model, data, plan.data,
                                                          artifact_store)
@@ -244,6 +273,10 @@ def _upload_strip(trial: optuna.Trial, model: Any, data: Any, data_spec: DataSpe
         artifact_id = optuna.artifacts.upload_artifact(
             artifact_store=artifact_store, file_path=str(path), study_or_trial=trial)
     return artifact_id
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def eta_line(seconds: float, budget: str, device: str) -> str:

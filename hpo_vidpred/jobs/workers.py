@@ -276,6 +276,7 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     with study_lock(storage, plan.name):
         existed = plan.name in optuna.get_all_study_names(storage)
         study = open_search_study(plan, storage)
+        plan = plan.as_recorded(study.user_attrs)
         try:
             counts = trial_counts(study.get_trials(deepcopy=False))
             room = trials - counts["finished"] - counts["running"] - counts["waiting"]

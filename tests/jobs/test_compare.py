@@ -118,13 +118,14 @@ def test_another_budget_applies_the_sampled_values_to_that_budget(matrix: dict) 
                                                                small.max_in)
     assert (optimized.train.epochs, optimized.train.steps_per_epoch) == \
         small.epochs_steps("mmnist")
-    assert optimized.train.lr == best.params["lr"]
-    assert optimized.train.batch_size == best.params["batch_size"]
+    # the configuration as it trained at smoke (where batch_size was fixed at 4 and not sampled)
+    trained = {**best.user_attrs["model_spec"]["config"], **best.user_attrs["train_spec"]}
+    assert "batch_size" not in best.params and trained["batch_size"] == 4
+    assert optimized.train.lr == best.params["lr"] == trained["lr"]
+    assert optimized.train.batch_size == 4
     depth = best.params["depth"]
     assert optimized.model.config["depth"] == depth
-    # small caps the widest layer at its own width instead of smoke's
-    cap = small.max_width // 2 ** (depth - 1)
-    assert optimized.model.config["hidden"] == min(best.params["hidden"], cap)
+    assert optimized.model.config["hidden"] == best.params["hidden"] == trained["hidden"]
     assert optimized.source.endswith("applied to budget small")
     assert fixed.model.config == {"depth": 2, "hidden": 32, "kernel": 3}  # the seed's, uncapped
 

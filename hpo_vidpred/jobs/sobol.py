@@ -1,0 +1,112 @@
+"""A space-filling sampler whose configuration i is the same in every study of one search space:
+``hpo run --sampler sobol`` (the learning-curve tables of ``benchmarks/`` are drawn with it).
+
+Trial parameters come from point i of one scrambled Sobol sequence (Sobol 1967; Owen
+scrambling, scipy's ``qmc.Sobol``, fixed scramble seed), one dimension per search-space
+parameter in the file's order (a per-layer parameter takes one dimension per possible layer).
+A point in [0, 1) becomes a value through the parameter's distribution *as it is offered for
+this trial*: a log range uniformly in log space, an integer range or a step grid by equal
+shares, a categorical by equal shares of the choices. So a range that depends on values drawn
+before it (a budget's width bound through depth) is filled evenly too.
+
+The index i of a trial is the number of trials before it (by trial number) that the sampler
+drew: queued trials (a retry of a stopped worker, a warm start, an imported table row that
+was queued) bring their own parameters and take no index. It depends only on the study's
+history, not on which worker or machine asks, nor on ``--seed`` (which changes the training
+seeds only), so a table recorded on two machines, or continued from an exported file whose
+rows are added back in order, draws the same configurations. Unlike Optuna's ``QMCSampler``
+(first trial random, later points from a counter in the study's attributes), nothing here is
+random or stateful.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import (BaseDistribution, CategoricalDistribution,
+                                  FloatDistribution, IntDistribution)
+from optuna.trial import FrozenTrial
+
+__all__ = ["SCRAMBLE_SEED", "SobolSampler", "sobol_points"]
+
+SCRAMBLE_SEED = 0
+_CHUNK = 256  # points generated at a time (Sobol is balanced at powers of two)
+
+
+def sobol_points(n: int, dims: int, seed: int = SCRAMBLE_SEED) -> np.ndarray:
+    """The first ``n`` points of the scrambled Sobol sequence in ``dims`` dimensions,
+    ``(n, dims)`` in [0, 1)."""
+    from scipy.stats import qmc
+
+    engine = qmc.Sobol(d=max(1, dims), scramble=True, rng=np.random.default_rng(seed))
+    m = max(0, math.ceil(math.log2(max(1, n))))
+    return engine.random_base2(m)[:n]
+
+
+class SobolSampler(optuna.samplers.BaseSampler):
+    """See the module docstring. ``dimensions`` names the sampled parameters in order (per-layer
+    ones as ``hidden_1 .. hidden_K`` for the deepest stack); a name not listed gets a dimension
+    after them, in the order first seen by this process (list every name to stay deterministic)."""
+
+    def __init__(self, dimensions: Sequence[str], seed: int = SCRAMBLE_SEED) -> None:
+        self._dims = list(dimensions)
+        self._seed = seed
+        self._points = np.zeros((0, max(1, len(self._dims))))
+        self._index: dict[int, int] = {}  # trial number -> point index
+
+    def infer_relative_search_space(self, study: Any, trial: FrozenTrial
+                                    ) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: Any, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: Any, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        if param_name not in self._dims:
+            self._dims.append(param_name)
+        u = self._point(self.index(study, trial))[self._dims.index(param_name)]
+        return _from_unit(float(u), param_distribution)
+
+    def index(self, study: Any, trial: FrozenTrial) -> int:
+        """The point index of ``trial`` (see the module docstring)."""
+        if trial.number not in self._index:
+            earlier = study.get_trials(deepcopy=False)
+            self._index[trial.number] = sum(
+                1 for t in earlier if t.number < trial.number and "fixed_params" not in
+                t.system_attrs)
+        return self._index[trial.number]
+
+    def _point(self, i: int) -> np.ndarray:
+        if i >= len(self._points) or self._points.shape[1] < len(self._dims):
+            n = (i // _CHUNK + 1) * _CHUNK
+            self._points = sobol_points(n, max(len(self._dims), self._points.shape[1]),
+                                        self._seed)
+        return self._points[i]
+
+
+def _from_unit(u: float, dist: BaseDistribution) -> Any:
+    """The value at quantile ``u`` of a uniform (log-uniform for ``log``) distribution."""
+    u = min(max(u, 0.0), math.nextafter(1.0, 0.0))
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[int(u * len(dist.choices))]
+    if isinstance(dist, IntDistribution):
+        if dist.log:
+            lo, hi = math.log(dist.low - 0.5), math.log(dist.high + 0.5)
+            return int(min(dist.high, max(dist.low, round(math.exp(lo + u * (hi - lo))))))
+        n = (dist.high - dist.low) // dist.step + 1
+        return dist.low + int(u * n) * dist.step
+    if isinstance(dist, FloatDistribution):
+        if dist.step is not None:
+            n = int(round((dist.high - dist.low) / dist.step)) + 1
+            return dist.low + int(u * n) * dist.step
+        if dist.log:
+            return float(math.exp(math.log(dist.low) + u * (math.log(dist.high) -
+                                                              math.log(dist.low))))
+        return dist.low + u * (dist.high - dist.low)
+    raise TypeError(f"unsupported distribution {dist!r}")
