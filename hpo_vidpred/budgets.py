@@ -259,13 +259,18 @@ def changes(before: tuple[Any, ...], after: tuple[Any, ...]) -> list[str]:
 
 
 def search_caps(budget: str | Budget) -> list[str]:
-    """What the budget does to searched configurations, in words (for reports)."""
+    """What the budget does to searched configurations, in words (for reports): the search
+    space is narrowed to these limits before sampling (:func:`narrow`); in studies recorded
+    before that, values beyond them were capped after sampling."""
     b = get(budget)
     out = []
     if b.max_width is not None:
-        out.append(f"search-space widths capped at {b.max_width} channels per layer")
+        out.append(f"searched widths at most {b.max_width} channels per layer (the first "
+                   "width of a doubling stack bounded through its depth)")
     if b.min_patch is not None:
-        out.append(f"search-space patch raised to at least {b.min_patch} (space-to-depth)")
+        out.append(f"searched space-to-depth patch at least {b.min_patch}")
+    if b.max_batch is not None:
+        out.append(f"searched batch sizes at most {b.max_batch}")
     return out
 
 

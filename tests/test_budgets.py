@@ -58,8 +58,9 @@ def test_small_budget_records_what_it_does_to_searched_configurations() -> None:
     _, fixed, _ = budgets.apply("small", data_spec, patched, train, fixed_model=True)
     assert fixed.config["patch"] == 1  # fixed configurations keep their own
     assert budgets.search_caps("small") == [
-        "search-space widths capped at 32 channels per layer",
-        "search-space patch raised to at least 4 (space-to-depth)"]
+        "searched widths at most 32 channels per layer (the first width of a doubling stack "
+        "bounded through its depth)", "searched space-to-depth patch at least 4",
+        "searched batch sizes at most 16"]
     assert budgets.search_caps("seed") == []
     changes = budgets.describe("small", data_spec, model_spec, train)["changes"]
     assert "data.options.digits: <unset> -> 1" in changes
@@ -114,3 +115,37 @@ def test_unknown_budget_lists_the_valid_ones() -> None:
     with pytest.raises(HpoError, match="unknown budget 'huge'; choose one of: smoke, small, "
                                        "medium, seed, full"):
         budgets.apply("huge", *_specs("mmnist"))
+
+
+@pytest.mark.parametrize("arch", archs.ARCHS.names())
+@pytest.mark.parametrize("budget", budgets.BUDGETS.names())
+def test_every_sampled_value_is_the_trained_one(arch: str, budget: str) -> None:
+    """The space a sampler sees is what trains: at every budget, for every shipped space, the
+    values of many randomly sampled trials equal those of the specs the trials build (the budget
+    changes nothing after sampling), and each range is filled, not collapsed to its bound."""
+    import optuna
+
+    from hpo_vidpred.jobs.search import plan_study
+    from hpo_vidpred.specs import StudySpec, to_dict
+
+    plan = plan_study(StudySpec(arch=arch, data="mmnist", budget=budget))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: dict[str, set] = {}
+    for number in range(150):
+        trial = study.ask()
+        values = plan.sample_space.sample(trial)
+        model, train = plan.trial_specs(values, number, device="cpu")
+        trained = plan.space.trained_values(to_dict(model), to_dict(train))
+        assert {k: trained.get(k) for k in trial.params} == trial.params, trial.params
+        archs.check_spec(model)
+        study.tell(trial, 0.0)
+        for name, value in trial.params.items():
+            seen.setdefault(name, set()).add(value)
+    b = budgets.get(budget)
+    assert set(seen) <= set(plan.sample_space.dimensions())
+    if b.max_batch is not None and "batch_size" in seen:
+        assert max(seen["batch_size"]) <= b.max_batch
+    if b.min_patch is not None and arch == "autoencoder":
+        assert "patch" not in seen and plan.sample_space.fixed["patch"] == b.min_patch
+    if "hidden" in seen:
+        assert len(seen["hidden"]) >= 2  # bounded through depth, still a range
