@@ -38,11 +38,13 @@ from ..store.records import (
     config_id,
     load_study,
     pareto_front,
+    sampled_differences,
     study_budget,
     study_kind,
     study_objectives,
     trial_cell,
     trial_mse,
+    trained_params,
 )
 from .fixed import FixedPlan
 from .goals import choose
@@ -101,14 +103,13 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
     for rank, t in enumerate(trials, start=1):
         train = dict(t.user_attrs["train_spec"])
         train.pop("device", None)
-        config = t.user_attrs["model_spec"].get("config", {})
-        capped = [f"{k}: {v} -> {config[k]}" for k, v in t.params.items()
-                  if k in config and config[k] != v]  # what the budget changed (widths, patch)
+        trained = trained_params(t)  # capped after sampling in studies recorded before spaces
+        capped = [f"{k}: {v} -> {trained[k]}" for k, v in sampled_differences(t).items()]
         configurations.append({
             "rank": rank, "cell": trial_cell(t), "trial": t.number,
             "val_mse": trial_mse(t),
             **({"values": dict(zip(goals, t.values))} if len(goals) > 1 else {}),
-            "n_params": t.user_attrs.get("n_params"), "params": dict(t.params),
+            "n_params": t.user_attrs.get("n_params"), "params": trained,
             **({"budget_capped": capped} if capped else {}),
             "model_spec": t.user_attrs["model_spec"], "train_spec": train,
         })

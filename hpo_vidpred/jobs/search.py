@@ -45,6 +45,8 @@ from ..store.records import (
     retried_numbers,
     study_baselines,
     trial_counts,
+    sampled_differences,
+    trained_params,
 )
 from ..strip import prediction_strip
 from .goals import GOALS, Guard, check_goals, values_of
@@ -300,9 +302,11 @@ def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float
     baselines = study_baselines(study.user_attrs)
 
     def entry(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        sampled = sampled_differences(t)  # only in studies recorded before spaces were narrowed
         return {"number": t.number, "value": t.values[0], "values": dict(zip(goals, t.values)),
-                "val_mse": trial_mse(t), "params": t.params, "cell": trial_cell(t),
-                "val_ssim": t.user_attrs.get("val_ssim")}
+                "val_mse": trial_mse(t), "params": trained_params(t), "cell": trial_cell(t),
+                "val_ssim": t.user_attrs.get("val_ssim"), **({"sampled": sampled} if sampled
+                                                              else {})}
     return {
         "study": study.study_name,
         "storage": mask_url(storage_url),
@@ -326,7 +330,9 @@ def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float
 def _best_line(best: Mapping[str, Any], baselines: Mapping[str, Any], prefix: str) -> str:
     """``val_mse 0.0093 = 0.50x black, 0.33x copy-last (trial 16): params``; with several
     objectives the ratios follow in brackets."""
-    params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()) or "-"
+    sampled = best.get("sampled", {})
+    params = ", ".join(f"{k}={_fmt(v)}" + (f" [sampled {_fmt(sampled[k])}]" if k in sampled
+                                           else "") for k, v in best["params"].items()) or "-"
     ratios = ratio_text(best["val_mse"], baselines) if best["val_mse"] is not None else ""
     values = ", ".join(f"{k} {v:.6g}" for k, v in best["values"].items())
     if ratios:

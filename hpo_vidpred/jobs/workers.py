@@ -36,7 +36,7 @@ from ..interrupts import install_interrupts, interrupts, take_interrupt
 from ..store import (artifact_dir, mask_url, open_artifact_store, open_storage, store_failure,
                      study_lock)
 from ..store import lifecycle
-from ..store.records import trial_counts
+from ..store.records import trained_params, trial_counts
 from .progress import StudyProgress
 from .samplers import make_pruner, make_sampler
 from .warm import warm_start
@@ -180,7 +180,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, job: Job, index: int, d
         beat.stop()
     emit({"event": "end", "worker": index, "number": trial.number, "state": outcome.state.name,
           "value": outcome.value, "reason": outcome.reason, "seconds": time.time() - started,
-          "params": trial.params, "device": device})
+          "params": trained_params(trial), "device": device})
     return outcome
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from plotly.colors import sample_colorscale
 
 from ..search_space import param_base
-from ..store.records import TRIVIAL, decode_frames, trial_cell
+from ..store.records import TRIVIAL, decode_frames, trained_params, trial_cell
 from ..strip import frame_rows
 from .collect import CompareStudy, SearchStudy, rank, role_groups
 
@@ -116,9 +116,10 @@ def parallel_figure(s: SearchStudy) -> Optional[go.Figure]:
     fig = go.Figure()
     axes = names + [s.objectives[0]]
     for t, color, y_obj in zip(complete, colors, scaled, strict=True):
-        ys = [_axis_position(t.params.get(k), param(k)) if param(k) else None for k in names]
+        trained = trained_params(t)
+        ys = [_axis_position(trained.get(k), param(k)) if param(k) else None for k in names]
         params = "<br>".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in t.params.items())
+                             for k, v in trained.items())
         fig.add_trace(go.Scatter(
             x=axes, y=ys + [float(y_obj)], mode="lines+markers", line=dict(color=color, width=2),
             marker=dict(size=5, color=color), name=f"trial {t.number}", showlegend=False,
@@ -190,7 +191,7 @@ def fronts_figure(studies: list[SearchStudy]) -> Optional[go.Figure]:
             name=f"{cell}: front ({len(front)})",
             text=[f"trial {p[2].number}: " + ", ".join(
                 f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in p[2].params.items()) for p in front]))
+                for k, v in trained_params(p[2]).items()) for p in front]))
     if goals[0] == "val_mse":
         for name, label in TRIVIAL.items():
             mse = ((studies[0].baselines or {}).get(name) or {}).get("mse")

@@ -13,7 +13,8 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from ..search_space import TRAIN_KEYS, param_base
-from ..store.records import TRIVIAL, judge, study_budget, trial_cell, trial_counts
+from ..store.records import (TRIVIAL, judge, params_text, study_budget, trained_params, trial_cell,
+                             trial_counts)
 from .collect import SearchStudy, Collection, compute_hours
 from .tables import NO_BASELINES, Table, fmt, fmt_int, not_learned, num, verdict_cells
 
@@ -76,7 +77,7 @@ def best_config_table(store: Collection) -> Optional[Table]:
     rows, notes = [], []
     for s in store.search:
         for cell, t in s.best_per_cell().items():
-            params = ", ".join(f"{k}={num(v)}" for k, v in t.params.items())
+            params = params_text(t, num)
             rows.append([s.field("data"), s.field("arch"), str(cell), s.name, str(t.number),
                          fmt(s.mse(t), ".4g"), *verdict_cells(s.mse(t), s.baselines),
                          fmt_int(t.user_attrs.get("n_params")), params])
@@ -89,10 +90,11 @@ def best_config_table(store: Collection) -> Optional[Table]:
                                                      if s.baselines is None))
     return Table("best-configurations", "Best configurations (validation split)",
                  pd.DataFrame(rows, columns=["data", "arch", "cell", "study", "trial", "val_mse",
-                                             "skill", "learned", "params", "sampled values"]),
+                                             "skill", "learned", "params", "trained values"]),
                  f"hpo export --study STUDY --per-cell --storage {store.url}",
-                 ["params: trainable parameters of the trained network (widths capped by the "
-                  "budget where it caps them); sampled values as the sampler chose them",
+                 ["params: trainable parameters of the trained network; trained values: the "
+                  "configuration as it trained (a value in brackets was sampled and changed by "
+                  "the budget, in studies recorded before search spaces were narrowed to it)",
                   _SKILL] + notes, section="studies")
 
 
@@ -148,13 +150,14 @@ def study_tables(store: Collection, s: SearchStudy) -> list[Table]:
     for name, p in space["params"].items():
         values = []
         for cell, t in best.items():
-            value = t.params.get(name, ", ".join(num(v) for k, v in t.params.items()
-                                                 if re.fullmatch(rf"{re.escape(name)}_\d+", k)))
+            trained = trained_params(t)
+            value = trained.get(name, ", ".join(num(v) for k, v in trained.items()
+                                                if re.fullmatch(rf"{re.escape(name)}_\d+", k)))
             values.append(f"{cell}: {num(value) if value != '' else '-'}")
         role = "scientific" if name == "cell" else "nuisance"
         rows.append([name, role, "searched " + _describe_param(p), "; ".join(values), ""])
     for cell, t in best.items():
-        for warning in edge_warnings(space, t.params):
+        for warning in edge_warnings(space, trained_params(t)):
             notes.append(f"WARNING ({cell} best, trial {t.number}): {warning}: the range was "
                          "probably too narrow; widen it and search again")
             name = param_base(warning.split(" = ")[0])
@@ -200,14 +203,14 @@ def front_table(store: Collection, s: SearchStudy) -> Table:
     against the trivial predictors (validation split), the sampled values; best first."""
     rows = []
     for t in s.front():
-        params = ", ".join(f"{k}={num(v)}" for k, v in t.params.items())
+        params = params_text(t, num)
         rows.append([str(t.number), str(trial_cell(t) or "-"),
                      *(num(v) for v in t.values), *verdict_cells(s.mse(t), s.baselines),
                      fmt_int(t.user_attrs.get("n_params")), params])
     return Table(f"front-{s.name}", f"Study {s.name}: Pareto front of "
                  f"{', '.join(s.objectives)}", pd.DataFrame(rows, columns=[
                      "trial", "cell", *s.objectives, "skill", "learned", "params",
-                     "sampled values"]),
+                     "trained values"]),
                  f"hpo export --study {s.name} --pick knee --storage {store.url}",
                  ["non-dominated: no other complete trial is at least as good in every objective "
                   "and better in one; ms_per_step measured on each trial's own device", _SKILL],

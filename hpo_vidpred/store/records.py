@@ -39,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import __version__
 from ..errors import HpoError
+from ..search_space import param_base
 from ..specs import DataSpec, ModelSpec, StudySpec, TrainSpec, dict_changes, to_record
 
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
     "judge",
     "load_study",
     "open_record",
+    "params_text",
+    "sampled_differences",
     "ratio_text",
     "retried_numbers",
     "set_attrs",
@@ -67,6 +70,7 @@ __all__ = [
     "trial_counts",
     "trial_mse",
     "trial_value",
+    "trained_params",
 ]
 
 KINDS = {"search": "hpo run", "fixed": "hpo fixed", "compare": "hpo compare"}
@@ -204,6 +208,49 @@ def study_budget(attrs: Mapping[str, Any]) -> tuple[str, list[str]]:
 def trial_cell(trial: FrozenTrial) -> str | None:
     """The recurrent cell a trial trained (its recorded model spec, else its ``cell`` param)."""
     return (trial.user_attrs.get("model_spec") or {}).get("cell") or trial.params.get("cell")
+
+
+_MODEL_FIELDS = ("cell", "peephole", "forget_bias")
+
+
+def trained_params(trial: Any) -> dict[str, Any]:
+    """A trial's parameters as it trained them (a frozen or live trial): each sampled value
+    replaced by the one its recorded ``model_spec`` / ``train_spec`` holds. They are the same in
+    every study whose search space was narrowed to its budget; in studies recorded before that,
+    the budget capped some values after sampling (``hidden=60`` trained as 16)."""
+    model = trial.user_attrs.get("model_spec") or {}
+    train = trial.user_attrs.get("train_spec") or {}
+    config = model.get("config") or {}
+    out = {}
+    for name, value in trial.params.items():
+        base = param_base(name)
+        if name in train:
+            value = train[name]
+        elif name in _MODEL_FIELDS and name in model:
+            value = model[name]
+        elif name in config:
+            value = config[name]
+        elif base != name and isinstance(config.get(base), (list, tuple)):
+            index = int(name[len(base) + 1:]) - 1
+            if 0 <= index < len(config[base]):
+                value = config[base][index]
+        out[name] = value
+    return out
+
+
+def sampled_differences(trial: Any) -> dict[str, Any]:
+    """The sampled values of ``trial`` that differ from the trained ones (older stores only)."""
+    trained = trained_params(trial)
+    return {k: v for k, v in trial.params.items() if trained.get(k) != v}
+
+
+def params_text(trial: Any, number=str) -> str:
+    """``lr=0.003, hidden=16 [sampled 60]``: the trained values, with the sampled one in brackets
+    where the budget changed it after sampling (studies recorded before spaces were narrowed);
+    ``number`` formats each value."""
+    differs = sampled_differences(trial)
+    return ", ".join(f"{k}={number(v)}" + (f" [sampled {number(differs[k])}]" if k in differs
+                                           else "") for k, v in trained_params(trial).items())
 
 
 def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:

@@ -95,11 +95,46 @@ def test_a_store_written_by_version_0_1_opens_resumes_and_reports(tmp_path: Path
     assert "4/4 finished trials" in out and "x black" in out  # baselines recorded on resume
     study = optuna.load_study(study_name="autoencoder-mmnist", storage=url)
     assert len(study.trials) == 4 and study.user_attrs["baselines"]["split"] == "val"
+    # recorded before spaces were narrowed: it keeps sampling the space as written (batch 32 and
+    # all), and what it shows is what trained
+    assert "sampling_space" not in study.user_attrs
+    assert study.trials[-1].distributions["batch_size"].choices == (4, 8, 16, 32)
     assert main(["compare", "--arch", "autoencoder", "--data", "mmnist", "--cells", "convlstm",
                  "--seeds", "1", "--storage", url, "--quiet"]) == 0
     assert "0 retrain(s) run now" in capsys.readouterr().out  # ids unchanged: nothing redone
     assert main(["export", "--study", "autoencoder-mmnist-convlstm", "--storage", url]) == 0
-    assert "format: hpo-vidpred-config/1" in capsys.readouterr().out
+    exported = capsys.readouterr().out
+    assert "format: hpo-vidpred-config/1" in exported
+    best = optuna.load_study(study_name="autoencoder-mmnist-convlstm", storage=url).best_trial
+    config = best.user_attrs["model_spec"]["config"]
+    assert f"hidden: {config['hidden']}" in exported  # the trained width, whatever was sampled
     assert main(["report", "--storage", url, "--out", "rep"]) == 0
     tables = (tmp_path / "rep" / "tables.md").read_text()
     assert "mmnist / autoencoder: test split" in tables and "copy-last" in tables
+
+
+def test_configurations_are_shown_as_trained_with_the_sampled_value_where_it_differed() -> None:
+    """A study recorded before search spaces were narrowed to the budget capped values after
+    sampling: every reader shows the trained value, the sampled one in brackets."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    from hpo_vidpred.store.records import params_text, sampled_differences, trained_params
+
+    trial = optuna.trial.create_trial(
+        params={"lr": 0.003, "depth": 2, "hidden": 60, "patch": 1, "width_2": 40},
+        distributions={"lr": FloatDistribution(1e-4, 1e-2, log=True),
+                       "depth": IntDistribution(1, 3), "hidden": IntDistribution(8, 64),
+                       "patch": IntDistribution(1, 4), "width_2": IntDistribution(8, 64)},
+        value=0.01, user_attrs={
+            "model_spec": {"cell": "convlstm", "config": {"depth": 2, "hidden": 16, "patch": 4,
+                                                          "width": [8, 32]}},
+            "train_spec": {"lr": 0.003, "batch_size": 16}})
+    assert trained_params(trial) == {"lr": 0.003, "depth": 2, "hidden": 16, "patch": 4,
+                                     "width_2": 32}
+    assert sampled_differences(trial) == {"hidden": 60, "patch": 1, "width_2": 40}
+    assert params_text(trial) == ("lr=0.003, depth=2, hidden=16 [sampled 60], patch=4 [sampled 1]"
+                                  ", width_2=32 [sampled 40]")
+    narrowed = optuna.trial.create_trial(params={"hidden": 16}, value=0.01,
+                                         distributions={"hidden": IntDistribution(8, 16)},
+                                         user_attrs={"model_spec": {"config": {"hidden": 16}}})
+    assert params_text(narrowed) == "hidden=16" and sampled_differences(narrowed) == {}
