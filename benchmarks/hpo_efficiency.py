@@ -72,7 +72,7 @@ def _register_plain_tpe() -> None:
 
     if "tpe-plain" not in SAMPLERS:
         SAMPLERS.register("tpe-plain")(
-            lambda study_seed, seed, n_startup: optuna.samplers.TPESampler(seed=seed))
+            lambda study_seed, seed, n_startup, names: optuna.samplers.TPESampler(seed=seed))
 
 
 def search_space(arch: str, patience: int, folder: Path) -> str:

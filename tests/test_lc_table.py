@@ -1,0 +1,77 @@
+"""Learning-curve tables (benchmarks/lc_table.py): a recording made with `hpo run --sampler
+sobol` exports to one CSV, an import on another store continues it with exactly the
+configurations the first store would have drawn next, and a configuration left unfinished at the
+export runs again there."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo_vidpred.cli import main
+from hpo_vidpred.jobs.search import plan_study
+from hpo_vidpred.jobs.sobol import SobolSampler
+from hpo_vidpred.specs import StudySpec
+from hpo_vidpred.store.lifecycle import fail_and_requeue
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+RUN = ["run", "--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke", "--sampler",
+       "sobol", "--pruner", "none", "--epochs", "2", "--record-test", "--workers", "1",
+       "--study", "lc", "--quiet"]
+
+
+def _module() -> Any:
+    spec = importlib.util.spec_from_file_location("lc_table", BENCHMARKS / "lc_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _params(url: str) -> list[dict]:
+    return [t.params for t in optuna.load_study(study_name="lc", storage=url).trials
+            if t.state == TrialState.COMPLETE]
+
+
+def test_a_table_exports_imports_and_continues_the_same_sequence(tmp_path: Path) -> None:
+    lc = _module()
+    first, second = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    assert main([*RUN, "--trials", "3", "--storage", first]) == 0
+    # a fourth configuration whose worker stopped before it finished
+    plan = plan_study(StudySpec(arch="autoencoder", data="mmnist", budget="smoke",
+                                sampler="sobol", pruner="none", epochs=2, record_test=True,
+                                name="lc"))
+    study = optuna.load_study(study_name="lc", storage=first,
+                              sampler=SobolSampler(plan.sample_space.dimensions()))
+    running = study.ask()
+    plan.sample_space.sample(running)
+
+    lc.export(first, ["lc"], tmp_path / "table" / "t", command="hpo run ...")
+    rows = list(csv.DictReader(open(tmp_path / "table" / "t.csv")))
+    assert [(r["index"], r["state"]) for r in rows] == [("0", "COMPLETE"), ("1", "COMPLETE"),
+                                                        ("2", "COMPLETE"), ("3", "RUNNING")]
+    assert all(r["val_mse_2"] and r["test_mse"] and r["train_s_1"] for r in rows[:3])
+    card = lc.read_card(tmp_path / "table" / "t.csv")
+    assert card["epochs"] == 2 and card["studies"][0]["name"] == "lc"
+
+    assert lc.import_table(tmp_path / "table" / "t.csv", second) == {"lc": 4}
+    imported = optuna.load_study(study_name="lc", storage=second)
+    waiting = [t for t in imported.trials if t.state == TrialState.WAITING]
+    assert [t.params for t in waiting] == [running.params]  # queued to run again
+    original = optuna.load_study(study_name="lc", storage=first).trials
+    for got, want in zip(imported.trials[:3], original[:3]):
+        assert got.params == want.params and got.value == want.value
+        assert got.intermediate_values == want.intermediate_values
+
+    # both stores continue: the unfinished configuration, then Sobol points 4 and 5
+    fail_and_requeue(study, running, "its worker stopped")  # what a worker's retry does
+    assert main([*RUN, "--trials", "6", "--storage", first]) == 0
+    assert main([*RUN, "--trials", "6", "--storage", second]) == 0
+    assert _params(first) == _params(second) and len(_params(second)) == 6
+
+    summary = lc.summary(tmp_path / "table" / "t.csv")
+    assert summary["complete"] == 3 and summary["spearman_to_final"][-1] == 1.0
