@@ -13,14 +13,15 @@ TORCH ?= torch==2.13.0
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hpo-installed
+REPLAY_STAMP := $(VENV)/.replay-installed
 
-.PHONY: demo test setup
+.PHONY: demo test setup replay-deps
 
 demo: $(STAMP)
 	@echo "[4/4] the quick-start study (about 10 minutes on 2 CPU cores)"
 	$(BIN)/hpo run --arch autoencoder --data mmnist --trials 20 --budget small
 
-test: $(STAMP)
+test: $(STAMP) $(REPLAY_STAMP)
 	@echo "[4/4] the tests"
 	$(BIN)/python -m pytest -q
 
@@ -41,3 +42,15 @@ $(STAMP): setup.cfg pyproject.toml
 	@$(BIN)/python -m pip install -q -e ".[test]" || { echo "error: step 3 failed: pip could \
 	not install the package; read pip's message above, then run make again"; exit 1; }
 	@touch $(STAMP)
+
+# What benchmarks/replay.py (and its test) needs beyond the package: not a dependency of hpo
+# (benchmarks/requirements-replay.txt says why two of them go in without their requirements).
+replay-deps: $(REPLAY_STAMP)
+
+$(REPLAY_STAMP): $(STAMP) benchmarks/requirements-replay.txt
+	@echo "[3/4] the replay benchmark's outside optimizers (syne-tune, dehb)"
+	@$(BIN)/python -m pip install -q -r benchmarks/requirements-replay.txt || { echo "error: \
+	pip could not install benchmarks/requirements-replay.txt; read pip's message above"; exit 1; }
+	@$(BIN)/python -m pip install -q --no-deps syne-tune==0.16.0 dehb==0.1.2 || { echo "error: \
+	pip could not install syne-tune and dehb; read pip's message above"; exit 1; }
+	@touch $(REPLAY_STAMP)

@@ -138,8 +138,10 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
     for r in rows:
         counts.setdefault(r["study"], {}).setdefault(r["state"], 0)
         counts[r["study"]][r["state"]] += 1
+    first = optuna.load_study(study_name=studies[0], storage=storage).user_attrs
     card = {"format": FORMAT, "storage": mask_url(storage_url), "command": command,
             "studies": cards, "epochs": epochs, "counts": counts,
+            "baselines": first.get("baselines"),  # the trivial predictors, validation split
             "device": _device(), "first_start": min(starts).isoformat() if starts else None,
             "last_end": max(ends).isoformat() if ends else None,
             "trial_seconds": round(seconds), "exported": datetime.now().isoformat(
@@ -197,7 +199,7 @@ def _card_text(card: dict[str, Any], csv_name: str) -> str:
         "the same on every machine). Rows, columns and how to continue the recording: "
         "`benchmarks/lc_table.py`.", "",
         f"- command: `{card['command'] or 'see the studies below'}`",
-        f"- studies: " + "; ".join(f"{s['name']} (--seed {s['seed']}): " + ", ".join(
+        "- studies: " + "; ".join(f"{s['name']} (--seed {s['seed']}): " + ", ".join(
             f"{n} {k.lower()}" for k, n in sorted(card["counts"].get(s["name"], {}).items()))
             for s in card["studies"]),
         f"- budget: {study['budget']} with --epochs {card['epochs']} ("

@@ -22,7 +22,7 @@ random or stateful.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution,
                                   FloatDistribution, IntDistribution)
 from optuna.trial import FrozenTrial
 
-__all__ = ["SCRAMBLE_SEED", "SobolSampler", "sobol_points"]
+__all__ = ["SCRAMBLE_SEED", "SobolSampler", "UnitTrial", "from_unit", "sobol_points", "to_unit"]
 
 SCRAMBLE_SEED = 0
 _CHUNK = 256  # points generated at a time (Sobol is balanced at powers of two)
@@ -71,7 +71,7 @@ class SobolSampler(optuna.samplers.BaseSampler):
         if param_name not in self._dims:
             self._dims.append(param_name)
         u = self._point(self.index(study, trial))[self._dims.index(param_name)]
-        return _from_unit(float(u), param_distribution)
+        return from_unit(float(u), param_distribution)
 
     def index(self, study: Any, trial: FrozenTrial) -> int:
         """The point index of ``trial`` (see the module docstring)."""
@@ -90,7 +90,59 @@ class SobolSampler(optuna.samplers.BaseSampler):
         return self._points[i]
 
 
-def _from_unit(u: float, dist: BaseDistribution) -> Any:
+class UnitTrial:
+    """A trial stand-in for :meth:`SearchSpace.sample` that answers each parameter with the
+    value at quantile ``units[name]`` of the distribution it is offered (0.5 where ``units``
+    has no entry), and keeps those distributions: how a point of [0, 1]^d, from Sobol or from an
+    optimizer outside Optuna, becomes a configuration of a (conditional) search space."""
+
+    def __init__(self, units: Mapping[str, float]) -> None:
+        self.units = units
+        self.distributions: dict[str, BaseDistribution] = {}
+        self.params: dict[str, Any] = {}
+
+    def _take(self, name: str, dist: BaseDistribution) -> Any:
+        self.distributions[name] = dist
+        self.params[name] = from_unit(float(self.units.get(name, 0.5)), dist)
+        return self.params[name]
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False,
+                      step: float | None = None) -> float:
+        return self._take(name, FloatDistribution(low, high, log=log, step=step))
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False,
+                    step: int = 1) -> int:
+        return self._take(name, IntDistribution(low, high, log=log, step=step or 1))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._take(name, CategoricalDistribution(list(choices)))
+
+
+def to_unit(value: Any, dist: BaseDistribution) -> float:
+    """The quantile of ``value`` in ``dist`` (the middle of its share for a discrete value): the
+    inverse of :func:`from_unit`."""
+    if isinstance(dist, CategoricalDistribution):
+        return (dist.choices.index(value) + 0.5) / len(dist.choices)
+    if isinstance(dist, IntDistribution):
+        if dist.log:
+            lo, hi = math.log(dist.low - 0.5), math.log(dist.high + 0.5)
+            return (math.log(value) - lo) / (hi - lo)
+        n = (dist.high - dist.low) // dist.step + 1
+        return ((value - dist.low) // dist.step + 0.5) / n
+    if isinstance(dist, FloatDistribution):
+        if dist.step is not None:
+            n = int(round((dist.high - dist.low) / dist.step)) + 1
+            return (round((value - dist.low) / dist.step) + 0.5) / n
+        if dist.high == dist.low:
+            return 0.5
+        if dist.log:
+            return (math.log(value) - math.log(dist.low)) / (math.log(dist.high) -
+                                                              math.log(dist.low))
+        return (value - dist.low) / (dist.high - dist.low)
+    raise TypeError(f"unsupported distribution {dist!r}")
+
+
+def from_unit(u: float, dist: BaseDistribution) -> Any:
     """The value at quantile ``u`` of a uniform (log-uniform for ``log``) distribution."""
     u = min(max(u, 0.0), math.nextafter(1.0, 0.0))
     if isinstance(dist, CategoricalDistribution):

@@ -1,0 +1,101 @@
+"""The replay benchmark (benchmarks/replay.py) on small synthetic tables whose answers are known:
+random search's compute to reach the top k of n configurations, a strategy that stops what
+cannot win spending less, the outside schedulers running on the same table."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _module(name: str) -> Any:
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def synthetic_table(folder: Path, n: int = 40, epochs: int = 4, cost: float = 1.0) -> Path:
+    """n configurations of one categorical parameter ``c`` (sampling one uniformly at random is
+    drawing a configuration uniformly), configuration i ending at 1 + i: curves fall towards
+    their final value, every epoch costs ``cost`` seconds."""
+    rows = []
+    for i in range(n):
+        final = 1.0 + i
+        row = {"study": "syn", "seed": 0, "index": i, "number": i, "state": "COMPLETE",
+               "reason": "completed", "c": i, "value": final}
+        for e in range(1, epochs + 1):
+            row[f"val_mse_{e}"] = final * (1 + (epochs - e) / epochs)
+            for m in ("ssim", "mae", "psnr"):
+                row[f"val_{m}_{e}"] = 0.0
+            row[f"train_s_{e}"] = cost
+            row[f"val_s_{e}"] = 0.0
+        rows.append(row)
+    path = folder / "syn.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    space = {"arch": "synthetic", "fixed": {},
+             "params": {"c": {"type": "categorical", "choices": list(range(n))}}}
+    card = {"format": "hpo-vidpred-lc-table/1", "epochs": epochs, "baselines": None,
+            "studies": [{"name": "syn", "seed": 0, "sampling_space": space,
+                         "search_space": space, "study": {"arch": "autoencoder"}}]}
+    (folder / "syn.md").write_text("# synthetic\n\n```json\n" + json.dumps(card) + "\n```\n")
+    return path
+
+
+def test_random_search_needs_n_over_k_full_trials_to_reach_the_top_k(tmp_path: Path) -> None:
+    """Drawing with replacement, the first of the top k among n comes after a geometric number
+    of trials: mean n / k, median ceil(ln 0.5 / ln(1 - k/n))."""
+    replay = _module("replay")
+    n, epochs = 40, 4
+    table = replay.load_table(synthetic_table(tmp_path, n=n, epochs=epochs))
+    assert table.final.tolist() == [1.0 + i for i in range(n)]
+    k = math.ceil(0.02 * n)  # the top2pct target: the best configuration
+    target = 1.0 + k - 1
+    times = []
+    for seed in range(300):
+        run = replay.simulate(replay.make_strategy("random", table, seed, 1), table, 1,
+                              horizon=60 * n * epochs, until=target)
+        times.append(replay.first_time(run["anytime"], target))
+    times = np.array(times)
+    assert np.all(np.isfinite(times))
+    assert np.mean(times) == pytest.approx(epochs * n / k, rel=0.12)
+    p = k / n
+    assert np.median(times) == pytest.approx(epochs * math.ceil(math.log(0.5) / math.log(1 - p)),
+                                             rel=0.15)
+    # and each trial trained all epochs: the simulated clock is the sum of epoch costs
+    assert np.all(times % epochs == 0)
+
+
+def test_the_replay_reports_targets_speedups_and_anytime_curves(tmp_path: Path) -> None:
+    replay = _module("replay")
+    path = synthetic_table(tmp_path, n=30, epochs=4)
+    result = replay.replay(path, ["random", "tpe", "tpe-median", "hpo-default", "asha", "bohb",
+                                  "dehb"], seeds=4, workers=2, budget_trials=25, jobs=1)
+    assert result["targets"]["top2pct"] == 1.0
+    assert result["table"]["configurations"] == 30 and result["table"]["points"] == 4
+    assert result["target"] >= 1.0  # plain TPE's median result after 20 full trials
+    plain = result["strategies"]["tpe"]
+    assert plain["speedup_vs_plain_tpe"]["median"] == 1.0
+    for name, entry in result["strategies"].items():
+        assert entry["seeds"] == 4 and 0 <= entry["reached"] <= 4
+        lo, hi = entry["speedup_vs_plain_tpe"]["ci95"]
+        assert lo <= hi
+        assert len(entry["anytime"]["median"]) == len(entry["anytime"]["t_s"])
+    # stopping strategies train fewer epochs per configuration than full trials
+    assert result["strategies"]["asha"]["epochs_per_run"] > 0
+    assert result["snap_ok"] if "snap_ok" in result else True
