@@ -19,7 +19,8 @@ from .errors import HpoError
 from .paths import models_root
 from .specs import DataSpec, ModelSpec, TrainSpec, from_dict, to_dict
 
-__all__ = ["FORMAT", "checkpoint_path", "save_checkpoint", "load_checkpoint"]
+__all__ = ["FORMAT", "checkpoint_path", "save_checkpoint", "load_checkpoint",
+           "save_train_state", "load_train_state"]
 
 FORMAT = 1
 _SPECS = {"model_spec": ModelSpec, "data_spec": DataSpec, "train_spec": TrainSpec}
@@ -83,3 +84,34 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
     model = create_model(specs["model_spec"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device), specs
+
+
+# --------------------------------------------------------------------------- paused runs
+TRAIN_STATE_FORMAT = "hpo-vidpred-train-state/1"
+
+
+def save_train_state(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write a paused run's state (:func:`hpo_vidpred.train.train_and_evaluate` with
+    ``pause_to``): weights, optimizer, the data generator's and torch's random states, the
+    epochs done and the run's bookkeeping. Atomic: a reader sees the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": TRAIN_STATE_FORMAT, **state}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_train_state(path: str | Path) -> dict[str, Any]:
+    """A state written by :func:`save_train_state` (on the CPU), or an :class:`HpoError` of one
+    line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise HpoError(f"paused run not found: {path}; its configuration starts again")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 (a truncated or foreign file)
+        raise HpoError(f"{path} is not a readable paused run ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != TRAIN_STATE_FORMAT:
+        raise HpoError(f"{path} is not a paused run of format {TRAIN_STATE_FORMAT}")
+    return payload

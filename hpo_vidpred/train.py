@@ -34,7 +34,7 @@ from .ui import Bar
 
 __all__ = ["STOP_REASONS", "TrainResult", "TrainStep", "evaluate", "train_and_evaluate"]
 
-STOP_REASONS = ("completed", "early_stopped", "pruned", "diverged", "out_of_memory")
+STOP_REASONS = ("completed", "early_stopped", "pruned", "diverged", "out_of_memory", "paused")
 # torch.OutOfMemoryError since torch 2.5; the same class as torch.cuda.OutOfMemoryError.
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 _CHECK_EVERY = 8  # optimizer steps between loss read-backs (each one is a device sync)
@@ -237,6 +237,7 @@ class _Run:
     timed_steps: int = 0
     timed_seconds: float = 0.0
     eta: Optional[Callable[[float], None]] = None  # called once with the projected seconds
+    optimizer_state: Optional[dict[str, Any]] = None  # of a paused run, until loaded
     curves: dict[str, list[float]] = field(
         default_factory=lambda: {name: [] for name in TrainResult.CURVES})
 
@@ -287,8 +288,17 @@ def train_and_evaluate(
     model_spec: Optional[ModelSpec] = None,
     data_spec: Optional[DataSpec] = None,
     eta: Optional[Callable[[float], None]] = None,
+    resume_from: Optional[str | Path] = None,
+    pause_at: Optional[int] = None,
+    pause_to: Optional[str | Path] = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` as ``spec`` says; validate after every epoch.
+
+    A run can be split into segments: ``pause_at=k`` stops after epoch k (``stop_reason``
+    ``"paused"``) and writes everything the rest needs to ``pause_to``; ``resume_from`` continues
+    such a file from its epoch. The learning-rate schedule always spans ``spec.epochs``, the
+    data generator and the random state continue where they were, so a run paused and resumed
+    at any epochs trains the same weights as one that never stopped (on the CPU, bit for bit).
 
     Args:
         model: an architecture from :func:`hpo_vidpred.archs.create_model` (any module with the
@@ -302,6 +312,8 @@ def train_and_evaluate(
             when the data has no ``spec`` of its own.
         eta: called once, after the first few timed steps, with the run's projected training
             seconds (all epochs, validation left out) when they exceed :data:`ETA_NOTICE_S`.
+        resume_from: a paused run's file (:func:`hpo_vidpred.checkpoint.save_train_state`).
+        pause_at, pause_to: pause after this epoch and write the run's state to this file.
 
     Returns:
         A :class:`TrainResult`; on return the model holds the best weights (if an epoch validated).
@@ -316,15 +328,22 @@ def train_and_evaluate(
     TEACHER_FORCING.get(spec.teacher_forcing)
     seed_everything(spec.seed)
     generator = torch.Generator(device=options.device).manual_seed(spec.seed)
-    step_fn = TrainStep(model, spec, options, n_in, n_out)
     state = _Run(eta=eta)
+    first = 1
+    if resume_from is not None:
+        first = _resume(resume_from, model, generator, state) + 1
+    step_fn = TrainStep(model, spec, options, n_in, n_out)
+    if resume_from is not None:
+        step_fn.optimizer.load_state_dict(state.optimizer_state)
+        state.optimizer_state = None
+    last = min(spec.epochs, pause_at) if pause_at is not None else spec.epochs
     stop_reason = "completed"
     out_of_memory = False
     bar = Bar(progress, "loss {task.fields[loss]}  val_mse {task.fields[val]}  "
                         "{task.fields[ms]} ms/step")
     try:
         with bar:
-            for epoch in range(1, spec.epochs + 1):
+            for epoch in range(first, last + 1):
                 bar.add(spec.steps_per_epoch, f"epoch {epoch}/{spec.epochs}", loss="-",
                         val="-", ms="-")
                 t0 = time.perf_counter()
@@ -350,6 +369,10 @@ def train_and_evaluate(
         gc.collect()
         if options.device.type == "cuda":
             torch.cuda.empty_cache()
+    if stop_reason == "completed" and last < spec.epochs:
+        stop_reason = "paused"
+        if pause_to is not None:
+            _pause(pause_to, model, step_fn.optimizer, generator, state)
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     result = TrainResult(
@@ -371,6 +394,41 @@ def train_and_evaluate(
         save_checkpoint(checkpoint_path, result.best_state, model_spec, data_spec, spec,
                         result=result.summary())
     return result
+
+
+_RUN_FIELDS = ("best_val", "best_epoch", "best_metrics", "best_state", "ref_val", "bad_epochs",
+               "epochs", "timed_steps", "timed_seconds", "curves")
+
+
+def _pause(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+           generator: torch.Generator, state: _Run) -> None:
+    from .checkpoint import save_train_state
+
+    save_train_state(path, {
+        "epoch": state.epochs, "model": _cpu_state(model),
+        "optimizer": optimizer.state_dict(), "generator": generator.get_state().cpu(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "run": {name: getattr(state, name) for name in _RUN_FIELDS}})
+
+
+def _resume(path: str | Path, model: nn.Module, generator: torch.Generator,
+            state: _Run) -> int:
+    """Load a paused run into ``model``, ``generator``, the random state and ``state``; the
+    epochs it had done."""
+    from .checkpoint import load_train_state
+
+    saved = load_train_state(path)
+    model.load_state_dict(saved["model"])
+    generator.set_state(saved["generator"].to(generator.device)
+                        if generator.device.type != "cpu" else saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    if saved.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    for name, value in saved["run"].items():
+        setattr(state, name, value)
+    state.optimizer_state = saved["optimizer"]
+    return int(saved["epoch"])
 
 
 def _record(state: _Run, train_loss: float, metrics: dict[str, Any],

@@ -183,6 +183,49 @@ def test_cpu_runs_repeat_bit_for_bit() -> None:
     assert first.curves["train_loss"] != other.curves["train_loss"]
 
 
+@pytest.mark.parametrize("cuts", [(1, 2, 3), (2,), (3,)])
+def test_a_run_paused_and_resumed_trains_the_same_weights(tmp_path, cuts) -> None:
+    """Pausing at any epochs and resuming from the file (another process would read the same)
+    gives the run that never stopped, bit for bit on the CPU: the schedule spans all epochs, the
+    data generator, the random state (scheduled sampling draws from it) and Adam continue."""
+    from hpo_vidpred import archs
+    from hpo_vidpred.specs import ModelSpec
+
+    spec = _spec(epochs=4, steps_per_epoch=3, schedule="cosine", teacher_forcing="scheduled",
+                 tf_decay=0.9, patience=3)
+    model_spec = ModelSpec(arch="autoencoder", cell="stlstm", config={"depth": 1, "hidden": 4,
+                                                                     "kernel": 3, "patch": 2})
+
+    def fresh() -> nn.Module:
+        seed_everything(spec.seed)
+        return archs.create_model(model_spec)
+
+    whole_model = fresh()
+    whole = train_and_evaluate(whole_model, SquaresData(), spec)
+    path, result, model = tmp_path / "paused.pt", None, None
+    for start, stop in zip((0, *cuts), (*cuts, None)):
+        model = fresh()
+        result = train_and_evaluate(model, SquaresData(), spec, pause_at=stop, pause_to=path,
+                                    resume_from=path if start else None)
+        assert result.stop_reason == ("paused" if stop else "completed")
+        assert result.epochs == (stop or 4)
+    assert result.curves["train_loss"] == whole.curves["train_loss"]
+    assert result.curves["val_mse"] == whole.curves["val_mse"]
+    assert result.best_epoch == whole.best_epoch
+    for name, tensor in whole_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_a_missing_or_foreign_paused_run_is_one_line(tmp_path) -> None:
+    from hpo_vidpred.errors import HpoError
+
+    with pytest.raises(HpoError, match="paused run not found"):
+        _run(_spec(), resume_from=tmp_path / "none.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a file of ours")
+    with pytest.raises(HpoError, match="not a readable paused run"):
+        _run(_spec(), resume_from=tmp_path / "bad.pt")
+
+
 def test_teacher_forcing_reaches_the_model() -> None:
     model = TinyPredictor()
     _run(_spec(epochs=2, steps_per_epoch=4, teacher_forcing="scheduled", tf_decay=0.5),
