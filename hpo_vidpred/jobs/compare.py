@@ -45,7 +45,8 @@ from ..errors import HpoError
 from ..metrics import split_baselines
 from ..specs import METRICS, DataSpec, to_dict
 from ..store import mask_url, normalize_url, open_storage
-from ..store.records import encode_frames, judge, open_record, ratio_text
+from ..store.records import (encode_frames, judge_metrics, open_record, ratio_text,
+                             trivial_scores)
 from ..train import evaluate, train_and_evaluate
 from .compare_plan import ComparePlan, Retrain, compare_name, plan_compare
 from .fixed import FixedPlan, train_fixed
@@ -210,15 +211,19 @@ def summarize(study: optuna.Study, plan: ComparePlan) -> dict[str, Any]:
                      and t.user_attrs["role"] == role]
             mse = np.array([t.user_attrs["test_mse"] for t in group])
             ssim = np.array([t.user_attrs["test_ssim"] for t in group])
-            verdict = judge(_mean_std(mse)[0], baselines)
+            mae = np.array([t.user_attrs.get("test_mae", math.nan) for t in group])
+            verdict = judge_metrics({"mse": _mean_std(mse)[0], "mae": _mean_std(mae)[0],
+                                     "ssim": _mean_std(ssim)[0]}, baselines)
             rows.append({"cell": cell, "role": role, "n": len(group),
-                         "test_mse": _mean_std(mse), "test_ssim": _mean_std(ssim),
-                         "skill": verdict["skill"], "learned": verdict["learned"],
+                         "test_mse": _mean_std(mse), "test_mae": _mean_std(mae),
+                         "test_ssim": _mean_std(ssim), "skill": verdict["skill"],
+                         "learned": verdict["learned"], "ok": verdict["ok"],
                          "source": next((r.source for r in plan.retrains
                                          if (r.cell, r.role) == (cell, role)), "")})
     return {"study": plan.study_name, "budget": plan.budget, "seeds": list(plan.seeds),
             "rows": rows, "baselines": {k: baselines[k]["mse"] for k in
-                                        ("black", "copy_last", "mean_input")}}
+                                        ("black", "copy_last", "mean_input")},
+            "trivial": trivial_scores(baselines)}
 
 
 def _mean_std(values: np.ndarray) -> list[Optional[float]]:
@@ -232,14 +237,19 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     lines = [f"study {summary['study']} ({summary['storage']}), budget {summary['budget']}, "
              f"seeds {', '.join(map(str, summary['seeds']))}: {summary['ran']} retrain(s) run "
              "now; test split, published defaults vs tuned:"]
-    baselines = {k: {"mse": v} for k, v in summary["baselines"].items()}
+    baselines = summary.get("trivial") or {k: {"mse": v} for k, v in summary["baselines"].items()}
     lines.append("  trivial predictors: " + ", ".join(
-        f"{k.replace('_', '-')} mse {v['mse']:.5g}" for k, v in baselines.items()))
+        f"{k.replace('_', '-')} " + ", ".join(f"{m} {v[m]:.4g}" for m in ("mse", "mae", "ssim")
+                                              if m in v) for k, v in baselines.items()))
     for row in summary["rows"]:
         mse, ssim = row["test_mse"], row["test_ssim"]
+        mae = row.get("test_mae", [None])
+        metrics = {"mae": mae[0], "ssim": ssim[0]}
         text = "-" if mse[0] is None else (
             f"mse {mse[0]:.5g}" + (f" +- {mse[1]:.2g}" if mse[1] is not None else "")
-            + f" {ratio_text(mse[0], baselines)}, ssim {ssim[0]:.4f}")
+            + (f", mae {mae[0]:.4g}" if mae[0] is not None and math.isfinite(mae[0]) else "")
+            + f", ssim {ssim[0]:.4f}"
+            + f" {ratio_text(mse[0], baselines, metrics)}")
         lines.append(f"  {row['cell']:9s} {row['role']:9s} n={row['n']}  {text}  "
                      f"[{row['source']}]")
     lines += [f"note: {n}" for n in summary["notes"]]

@@ -31,7 +31,7 @@ from ..metrics import split_baselines
 from ..specs import DataSpec, ModelSpec, TrainSpec, to_dict, to_record
 from ..store import mask_url, normalize_url, open_storage
 from ..store.lifecycle import set_user_attrs
-from ..store.records import open_record, ratio_text
+from ..store.records import open_record, ratio_text, trivial_scores
 from ..train import train_and_evaluate
 from .search import eta_line
 
@@ -168,6 +168,7 @@ def train_fixed(plan: FixedPlan, store: Any, data: Any, storage_label: str, *,
         "budget": dict(plan.budget_changes),
         "baselines": {name: baselines[name]["mse"] for name in ("black", "copy_last",
                                                                  "mean_input")},
+        "trivial": trivial_scores(baselines),
         **result.summary(),
     }
 
@@ -179,8 +180,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     if summary["best_val_mse"] is None:
         lines.append("no epoch validated")
     else:
-        ratios = ratio_text(summary["best_val_mse"],
-                            {k: {"mse": v} for k, v in summary["baselines"].items()})
+        baselines = summary.get("trivial") or {k: {"mse": v}
+                                               for k, v in summary["baselines"].items()}
+        ratios = ratio_text(summary["best_val_mse"], baselines, summary.get("val_metrics"))
         lines.append(f"best val_mse {summary['best_val_mse']:.6g} {ratios} at epoch "
                      f"{summary['best_epoch']} (ssim {summary['val_ssim']:.4f}, psnr "
                      f"{summary['val_psnr']:.2f} dB)")

@@ -45,12 +45,14 @@ from ..store.records import (
     retried_numbers,
     study_baselines,
     trial_counts,
+    trial_metrics,
     sampled_differences,
     trained_params,
+    trivial_scores,
 )
 from ..strip import prediction_strip
 from .goals import GOALS, Guard, check_goals, values_of
-from .samplers import PRUNERS, SAMPLERS
+from .samplers import PRUNERS, SAMPLERS, SCHEDULERS
 
 __all__ = [
     "Outcome",
@@ -121,6 +123,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     data_mod.DATASETS.get(spec.data)
     SAMPLERS.get(spec.sampler)
     PRUNERS.get(spec.pruner)
+    SCHEDULERS.get(spec.scheduler)
     check_goals(spec.objectives, spec.sampler)
     budgets.get(spec.budget)
     if not isinstance(spec.epochs, int) or spec.epochs < 0:
@@ -156,6 +159,9 @@ def _budgeted(spec: StudySpec, data: DataSpec, model: ModelSpec,
     data, model, train = budgets.apply(spec.budget, data, model, train)
     if spec.epochs:
         train = dataclasses.replace(train, epochs=spec.epochs)
+    elif spec.scheduler == "promote":  # the schedule spans the last rung
+        train = dataclasses.replace(train, epochs=budgets.get(spec.budget).promote_epochs(
+            data.name))
     return data, model, train
 
 
@@ -305,8 +311,8 @@ def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float
         sampled = sampled_differences(t)  # only in studies recorded before spaces were narrowed
         return {"number": t.number, "value": t.values[0], "values": dict(zip(goals, t.values)),
                 "val_mse": trial_mse(t), "params": trained_params(t), "cell": trial_cell(t),
-                "val_ssim": t.user_attrs.get("val_ssim"), **({"sampled": sampled} if sampled
-                                                              else {})}
+                "val_ssim": t.user_attrs.get("val_ssim"), "val_mae": trial_metrics(t)["mae"],
+                **({"sampled": sampled} if sampled else {})}
     return {
         "study": study.study_name,
         "storage": mask_url(storage_url),
@@ -320,6 +326,7 @@ def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float
         "baselines": None if baselines is None else {
             name: baselines[name]["mse"] for name in ("black", "copy_last", "mean_input")
             if name in baselines},
+        "trivial": trivial_scores(baselines),
         "failures": [{"number": t.number,
                       "reason": t.user_attrs.get("fail_reason", "its worker stopped (no heartbeat)")}
                      for t in trials if t.state == TrialState.FAIL and t.number not in retried],
@@ -333,7 +340,8 @@ def _best_line(best: Mapping[str, Any], baselines: Mapping[str, Any], prefix: st
     sampled = best.get("sampled", {})
     params = ", ".join(f"{k}={_fmt(v)}" + (f" [sampled {_fmt(sampled[k])}]" if k in sampled
                                            else "") for k, v in best["params"].items()) or "-"
-    ratios = ratio_text(best["val_mse"], baselines) if best["val_mse"] is not None else ""
+    metrics = {"mae": best.get("val_mae"), "ssim": best.get("val_ssim")}
+    ratios = ratio_text(best["val_mse"], baselines, metrics) if best["val_mse"] is not None else ""
     values = ", ".join(f"{k} {v:.6g}" for k, v in best["values"].items())
     if ratios:
         values += f" {ratios}" if list(best["values"]) == ["val_mse"] else \
@@ -350,7 +358,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"{counts['failed']} failed" + (f"; {counts['retried']} lost to a stopped worker and "
                                         "run again" if counts["retried"] else ""),
     ]
-    baselines = {k: {"mse": v} for k, v in (summary.get("baselines") or {}).items()}
+    baselines = summary.get("trivial") or {k: {"mse": v}
+                                           for k, v in (summary.get("baselines") or {}).items()}
     if summary["best"] is None:
         lines.append("best: none yet (no complete trial)")
     elif "front" in summary:

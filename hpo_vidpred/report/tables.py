@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from ..specs import METRICS
-from ..store.records import LEARNED_MARGIN, TRIVIAL, judge, study_budget, trial_counts
+from ..store.records import (BEATING, LEARNED_MARGIN, TRIVIAL, judge, study_budget,
+                             trial_counts)
 from .collect import CompareStudy, Collection, compute_hours, retrain_frame
 
 __all__ = ["Table", "result_frame", "compare_tables", "skill_summary", "verdict_cells",
@@ -43,8 +44,6 @@ ROLES = ("fixed", "optimized")
 ROLE_NAMES = {"fixed": "fixed", "optimized": "tuned", "trivial": "trivial"}
 LABEL = "published defaults vs tuned"
 NO_BASELINES = "no trivial baselines recorded (store written by hpo-vidpred 0.1); skill unknown"
-BEATING = {"black": "predicting all-black frames", "copy_last": "copying the last frame",
-           "mean_input": "predicting the mean input frame"}
 COLUMNS = ["data", "arch", "cell", "role", "budget", "n", "seeds",
            *(f"test_{m}_{s}" for m in METRICS for s in ("mean", "std")),
            "test_mse_per_step_mean", "n_params", "step_ms_mean", "train_seconds_mean", "source",

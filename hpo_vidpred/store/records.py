@@ -27,6 +27,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
+import math
 import subprocess
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,6 +44,7 @@ from ..search_space import param_base
 from ..specs import DataSpec, ModelSpec, StudySpec, TrainSpec, dict_changes, to_record
 
 __all__ = [
+    "BEATING",
     "KINDS",
     "LEARNED_MARGIN",
     "TRIVIAL",
@@ -52,6 +54,7 @@ __all__ = [
     "encode_frames",
     "git_commit",
     "judge",
+    "judge_metrics",
     "load_study",
     "open_record",
     "params_text",
@@ -68,14 +71,22 @@ __all__ = [
     "pareto_front",
     "trial_cell",
     "trial_counts",
+    "trial_metrics",
     "trial_mse",
     "trial_value",
     "trained_params",
+    "trivial_scores",
+    "verdict_label",
+    "verdict_text",
 ]
 
 KINDS = {"search": "hpo run", "fixed": "hpo fixed", "compare": "hpo compare"}
 TRIVIAL = {"black": "black", "copy_last": "copy-last", "mean_input": "mean-input"}
 LEARNED_MARGIN = 0.10  # a model must beat the best trivial predictor by this share to count
+BEATING = {"black": "predicting all-black frames", "copy_last": "copying the last frame",
+           "mean_input": "predicting the mean input frame"}
+# metrics besides MSE on which a trivial predictor must not beat a model, and which way is better
+STRUCTURE = {"ssim": "higher", "mae": "lower"}
 
 
 # --------------------------------------------------------------------------- studies
@@ -284,6 +295,17 @@ def trial_mse(trial: FrozenTrial) -> float | None:
     return trial.user_attrs.get("val_mse", trial_value(trial))
 
 
+def trial_metrics(trial: FrozenTrial) -> dict[str, float | None]:
+    """A search or fixed trial's validation ``mse``, ``mae``, ``ssim`` and ``psnr`` at its best
+    epoch (MAE from the per-epoch ``curves``; None where older stores did not record it)."""
+    a = trial.user_attrs
+    curve = (a.get("curves") or {}).get("val_mae") or []
+    epoch = a.get("best_epoch") or 0
+    mae = curve[epoch - 1] if 0 < epoch <= len(curve) else None
+    return {"mse": trial_mse(trial), "mae": mae, "ssim": a.get("val_ssim"),
+            "psnr": a.get("val_psnr")}
+
+
 def study_objectives(attrs: Mapping[str, Any]) -> tuple[str, ...]:
     """The objectives a study optimizes (``val_mse`` for stores of version 0.1)."""
     study = (attrs.get("spec") or {}).get("study") or {}
@@ -360,10 +382,85 @@ def judge(mse: float | None, baselines: Mapping[str, Any] | None) -> dict[str, A
             "learned": mse <= (1.0 - LEARNED_MARGIN) * trivial[best]}
 
 
-def ratio_text(mse: float | None, baselines: Mapping[str, Any] | None) -> str:
-    """``"= 0.51x black, 0.33x copy-last"`` (and ``"; not learned: ..."`` when it did not beat
-    the best trivial predictor by 10%); ``""`` without baselines."""
-    verdict = judge(mse, baselines)
+def judge_metrics(metrics: Mapping[str, Any], baselines: Mapping[str, Any] | None
+                  ) -> dict[str, Any]:
+    """:func:`judge` of ``metrics["mse"]``, and every trivial predictor that scores better than
+    the model on a metric of :data:`STRUCTURE` (SSIM, MAE; strictly, without a margin):
+    ``beaten`` = metric -> [(predictor, its value)], best predictor first; ``lost_structure``
+    (its SSIM is below black frames'); ``ok``: learned and beaten on nothing (None without
+    baselines). Metrics the model or the baselines lack are not judged (older stores)."""
+    verdict = judge(metrics.get("mse"), baselines)
+    beaten: dict[str, list[tuple[str, float]]] = {}
+    for metric, better in STRUCTURE.items():
+        value = metrics.get(metric)
+        if value is None or not baselines or not _finite(value):
+            continue
+        scores = [(name, float(baselines[name][metric])) for name in TRIVIAL
+                  if name in baselines and _finite(baselines[name].get(metric))]
+        winners = [(n, v) for n, v in scores if (v > value if better == "higher" else v < value)]
+        if winners:
+            beaten[metric] = sorted(winners, key=lambda nv: nv[1], reverse=better == "higher")
+    ok = None if verdict["learned"] is None else bool(verdict["learned"] and not beaten)
+    return {**verdict, "beaten": beaten, "ok": ok,
+            "lost_structure": any(n == "black" for n, _ in beaten.get("ssim", ()))}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def verdict_label(verdict: Mapping[str, Any]) -> str:
+    """A table cell for a :func:`judge_metrics` verdict: ``yes``; ``NOT LEARNED (MSE:
+    copy-last)``; ``LOST STRUCTURE (SSIM: black; MAE: black, copy-last)``; ``-`` without
+    baselines. Each part names the metric and the trivial predictors that beat the model on it."""
+    if verdict["learned"] is None:
+        return "-"
+    parts = [] if verdict["learned"] else [f"MSE: {TRIVIAL[verdict['best_trivial']]}"]
+    parts += [f"{m.upper()}: " + ", ".join(TRIVIAL[n] for n, _ in who)
+              for m, who in verdict["beaten"].items()]
+    if not parts:
+        return "yes"
+    return ("NOT LEARNED" if not verdict["learned"] else "LOST STRUCTURE") + \
+        f" ({'; '.join(parts)})"
+
+
+def verdict_text(what: str, metrics: Mapping[str, Any],
+                 baselines: Mapping[str, Any] | None) -> str | None:
+    """A model's verdict in words, or None when it learned and no trivial predictor beats it on
+    any metric (or nothing can be judged): ``NOT LEARNED: <what> (skill 0.04): it does not beat
+    copying the last frame by 10% in MSE (= 0.91x black, 0.96x copy-last)``, and/or ``LOST
+    STRUCTURE: <what>: predicting all-black frames beats it on SSIM (0.737 vs 0.726) ...``, with
+    a plain sentence when its SSIM is below black frames'."""
+    v = judge_metrics(metrics, baselines)
+    if v["ok"] is None or v["ok"]:
+        return None
+    lines = []
+    if not v["learned"]:
+        ratios = ", ".join(f"{r:.2f}x {TRIVIAL[n]}" for n, r in v["ratios"].items()
+                           if r is not None)
+        lines.append(f"NOT LEARNED: {what} (skill {v['skill']:.3g}): it does not beat "
+                     f"{BEATING[v['best_trivial']]} by {LEARNED_MARGIN:.0%} in MSE (= {ratios})")
+    if v["beaten"]:
+        by: dict[str, list[str]] = {}
+        for metric, who in v["beaten"].items():
+            for name, value in who:
+                by.setdefault(name, []).append(
+                    f"{metric.upper()} ({value:.4g} vs {metrics[metric]:.4g})")
+        beats = "; ".join(f"{BEATING[n]} beats it on " + " and ".join(m) for n, m in by.items())
+        text = ("" if lines else f"LOST STRUCTURE: {what}: ") + beats
+        if v["lost_structure"]:
+            text += (". Its low MSE came with lost structure: an SSIM below black frames' means "
+                     "it predicts a blur that minimizes MSE, not the moving shapes")
+        lines.append(text)
+    return "; ".join(lines)
+
+
+def ratio_text(mse: float | None, baselines: Mapping[str, Any] | None,
+               metrics: Mapping[str, Any] | None = None) -> str:
+    """``"= 0.51x black, 0.33x copy-last"`` (and ``"; NOT LEARNED: ..."`` when it did not beat
+    the best trivial predictor by 10%, ``"; LOST STRUCTURE: ..."`` when one beats it on a metric
+    of :data:`STRUCTURE` given in ``metrics``); ``""`` without baselines."""
+    verdict = judge_metrics({**(metrics or {}), "mse": mse}, baselines)
     if verdict["best_trivial"] is None:
         return ""
     ratios = verdict["ratios"]
@@ -372,7 +469,20 @@ def ratio_text(mse: float | None, baselines: Mapping[str, Any] | None) -> str:
     if not verdict["learned"]:
         text += (f"; NOT LEARNED: it does not beat predicting {TRIVIAL[verdict['best_trivial']]}"
                  f" frames by {LEARNED_MARGIN:.0%}")
+    if verdict["beaten"]:
+        text += "; LOST STRUCTURE: " + "; ".join(
+            f"{', '.join(TRIVIAL[n] for n, _ in who)} better on {m.upper()} "
+            f"({who[0][1]:.4g} vs {metrics[m]:.4g})" for m, who in verdict["beaten"].items())
+        if verdict["lost_structure"]:
+            text += " (SSIM below black frames': a blur that minimizes MSE)"
     return text
+
+
+def trivial_scores(baselines: Mapping[str, Any] | None) -> dict[str, dict[str, float]]:
+    """The trivial predictors' MSE, MAE, SSIM and PSNR (what summaries carry to judge by)."""
+    return {name: {m: baselines[name][m] for m in ("mse", "mae", "ssim", "psnr")
+                   if m in baselines[name]}
+            for name in TRIVIAL if baselines and name in baselines}
 
 
 # --------------------------------------------------------------------------- frames
