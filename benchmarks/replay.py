@@ -58,15 +58,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lc_table  # noqa: E402  (the table's reader, beside this file)
 
-OPTUNA_STRATEGIES = {  # name -> (sampler, pruner); None: hpo run's default
+OPTUNA_STRATEGIES = {  # name -> (sampler, pruner) of the fifo scheduler
     "random": ("random", "none"),
     "tpe": ("tpe-plain", "none"),
     "tpe-median": ("tpe-plain", "median"),
     "tpe-hyperband": ("tpe", "hyperband"),
-    "hpo-default": (None, None),
 }
+OURS = ("promote", "hpo-default")  # --scheduler promote; whatever hpo run does without flags
 EXTERNAL = ("asha", "bohb", "dehb")
-STRATEGIES = (*OPTUNA_STRATEGIES, *EXTERNAL)
+STRATEGIES = (*OPTUNA_STRATEGIES, *OURS, *EXTERNAL)
 PLAIN = "tpe"
 PLAIN_TRIALS = 20
 
@@ -279,7 +279,7 @@ def simulate(strategy: Any, table: Table, workers: int, horizon: float,
 
 
 # --------------------------------------------------------------------------- strategies
-def _plan(table: Table, sampler: str, pruner: str, seed: int) -> Any:
+def _plan(table: Table, sampler: str, pruner: str, seed: int, scheduler: str = "fifo") -> Any:
     """A StudyPlan with the table's space and training length (enough for the sampler and
     pruner factories, the guard and the per-epoch decision)."""
     from hpo_vidpred.jobs.search import StudyPlan
@@ -290,7 +290,7 @@ def _plan(table: Table, sampler: str, pruner: str, seed: int) -> Any:
     _, train = table.space.apply(table.space.fixed, ModelSpec(), TrainSpec(epochs=table.epochs))
     spec = StudySpec(arch=study.get("arch", "autoencoder"), data=study.get("data", "mmnist"),
                      budget=study.get("budget", "small"), sampler=sampler, pruner=pruner,
-                     seed=seed, epochs=table.epochs)
+                     scheduler=scheduler, seed=seed, epochs=table.epochs)
     return StudyPlan(spec=spec, space=table.space, data=DataSpec(), model=ModelSpec(),
                      train=train, raw=(DataSpec(), ModelSpec(), train), sample_space=table.space)
 
@@ -358,6 +358,61 @@ class OptunaSearch:
 
     def incumbent(self) -> int | None:
         return self.config
+
+
+class PromoteSearch:
+    """``hpo run --scheduler promote`` on an in-memory study: the same scheduler, sampler and
+    segment steps (:mod:`hpo_vidpred.jobs.segments`) its workers take, without a time limit on
+    the number of configurations."""
+
+    def __init__(self, table: Table, sampler: str, seed: int) -> None:
+        import optuna
+
+        from hpo_vidpred.jobs.samplers import make_sampler, make_scheduler
+
+        self.table = table
+        self.plan = _plan(table, sampler, "none", seed, scheduler="promote")
+        self.scheduler = make_scheduler(self.plan)
+        self.study = optuna.create_study(sampler=make_sampler(self.plan, seed))
+        from hpo_vidpred.jobs.goals import trivial_floor
+
+        self.floor = trivial_floor(table.baselines)
+        self.config_of: dict[int, int] = {}  # trial number -> table row
+
+    def next_job(self, now: float) -> Job | None:
+        from hpo_vidpred.jobs import segments
+
+        chosen: dict[str, Any] = {}
+
+        def sample(trial: Any) -> None:
+            chosen.update(self.plan.sample_space.sample(trial))
+        segment = segments.begin(self.study, self.scheduler, sample)
+        if not isinstance(segment, segments.Segment):
+            return None  # wait (or finish: nothing left)
+        if segment.start == 0:
+            self.config_of[segment.number] = self.table.snap(locate(self.plan.sample_space,
+                                                                    chosen))
+        return Job(handle=segment, config=self.config_of[segment.number], start=segment.start,
+                   stop=segment.until)
+
+    def on_epoch(self, job: Job, epoch: int, value: float | None, now: float) -> bool:
+        from hpo_vidpred.jobs import segments
+
+        if value is None:
+            segments.end(self.study, self.scheduler, job.handle, "failed")
+            return False
+        how = segments.report(self.study, self.scheduler, job.handle, epoch, value, self.floor)
+        if how == "go":
+            return True
+        segments.end(self.study, self.scheduler, job.handle,
+                     "stopped" if how == "stop" else "paused")
+        return False
+
+    def incumbent(self) -> int | None:
+        from hpo_vidpred.jobs import segments
+
+        number = segments.leader(self.scheduler, segments.configs(self.study))
+        return None if number is None else self.config_of[number]
 
 
 def _units_of(table: Table, config: dict[str, Any]) -> dict[str, Any]:
@@ -474,12 +529,16 @@ class DEHBSearch:
 
 
 def make_strategy(name: str, table: Table, seed: int, workers: int) -> Any:
+    from hpo_vidpred.specs import StudySpec
+
+    default = StudySpec()  # what `hpo run` does without flags
+    if name == "hpo-default":
+        return (PromoteSearch(table, default.sampler, seed) if default.scheduler == "promote"
+                else OptunaSearch(table, default.sampler, default.pruner, seed))
+    if name == "promote":
+        return PromoteSearch(table, default.sampler, seed)
     if name in OPTUNA_STRATEGIES:
         sampler, pruner = OPTUNA_STRATEGIES[name]
-        if sampler is None:  # what `hpo run` does without flags
-            from hpo_vidpred.specs import StudySpec
-
-            sampler, pruner = StudySpec().sampler, StudySpec().pruner
         return OptunaSearch(table, sampler, pruner, seed)
     if name in ("asha", "bohb"):
         return SyneTuneSearch(table, name, seed)

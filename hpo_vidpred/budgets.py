@@ -61,10 +61,16 @@ class Budget:
     min_patch: Optional[int] = None  # floor on a config's space-to-depth patch (search spaces only)
     data_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     # dataset -> DataSpec.options set by the budget (e.g. one Moving MNIST digit)
+    promote_factor: int = 2  # the promotion scheduler's last rung: this many times the epochs
 
     def epochs_steps(self, dataset: str) -> tuple[int, int]:
         """(epochs, steps_per_epoch) for ``dataset``."""
         return self.schedule.get(dataset, self.schedule["*"])
+
+    def promote_epochs(self, dataset: str) -> int:
+        """The longest training of ``hpo run --scheduler promote`` (its last rung): configurations
+        that keep winning train past the fixed-length trial of :meth:`epochs_steps`."""
+        return self.epochs_steps(dataset)[0] * self.promote_factor
 
 
 BUDGETS: Registry[Budget] = Registry("budget")

@@ -49,7 +49,11 @@ CELL = typer.Option(..., help=f"recurrent cell: {_choices(CELLS)}")
 BUDGET = typer.Option("seed", help=f"compute per training run: {_choices(budgets.BUDGETS)} "
                       "(small: the CPU demo)")
 SAMPLER = typer.Option("tpe", help=f"{_choices(SAMPLERS)} (tpe: multivariate)")
-PRUNER = typer.Option("hyperband", help=_choices(PRUNERS))
+PRUNER = typer.Option("hyperband", help=f"{_choices(PRUNERS)} (stops trials of the fifo "
+                      "scheduler)")
+SCHEDULER = typer.Option("fifo", help="fifo: every trial trains to its end unless pruned | "
+                         "promote: configurations train in segments, the best of each rung "
+                         "resumed to the next (--trials: configurations)")
 STORAGE = typer.Option(None, help="study store URL (default sqlite:///studies/hpo.db or "
                        "$HPO_STORAGE)")
 DATA_DIR = typer.Option(None, "--data-dir", help="data root (default ./datasets or "

@@ -18,7 +18,7 @@ from ..jobs.goals import GOALS
 from ..specs import StudySpec
 from ..store import normalize_url
 from . import (ARCH, ARTIFACTS, BUDGET, CELL, DATA, DATA_DIR, DEVICE, JSON, OUT, PRUNER, QUIET,
-               SAMPLER, STORAGE, _choices, _log, _names, _show, app)
+               SAMPLER, SCHEDULER, STORAGE, _choices, _log, _names, _show, app)
 
 
 @app.command()
@@ -34,6 +34,7 @@ def run(
     storage: Optional[str] = STORAGE,
     sampler: str = SAMPLER,
     pruner: str = PRUNER,
+    scheduler: str = SCHEDULER,
     budget: str = BUDGET,
     n_workers: int = typer.Option(0, "--workers", help="worker processes sharing the study (0: "
                                   "one per core up to 4 on a CPU, 4 per GPU)"),
@@ -63,7 +64,7 @@ def run(
                      pruner=pruner, search_space=search_space or "", name=study or "",
                      data_dir=data_dir or "", seed=seed,
                      objectives=tuple(_names(objectives) or ()), epochs=epochs,
-                     record_test=record_test)
+                     record_test=record_test, scheduler=scheduler)
     summary = workers.run(search.plan_study(spec), storage_url=normalize_url(storage),
                           trials=trials, timeout=timeout, workers=n_workers, devices=devices,
                           heartbeat=heartbeat, artifacts=artifacts, progress=not quiet,

@@ -28,7 +28,7 @@ from ..errors import HpoError
 from ..registry import Registry
 from ..store.records import TRIVIAL
 
-__all__ = ["GOALS", "Goal", "Guard", "check_goals", "choose", "knee", "values_of"]
+__all__ = ["GOALS", "Goal", "Guard", "check_goals", "choose", "knee", "trivial_floor", "values_of"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,12 @@ MEDIAN_STARTUP = 5  # complete trials before the median rule of multi-objective 
 TRIVIAL_AFTER = 2  # epochs after which a trial must beat the trivial predictors to go on
 
 
+def trivial_floor(baselines: dict | None) -> float:
+    """The best trivial predictor's validation MSE (inf: none recorded): a model must beat it."""
+    floors = [b["mse"] for k, b in (baselines or {}).items() if k in TRIVIAL]
+    return min(floors) if floors else math.inf
+
+
 class Guard:
     """The trial as training sees it (``report``, ``should_prune``).
 
@@ -95,8 +101,7 @@ class Guard:
     def __init__(self, trial: optuna.Trial, baselines: dict | None, epochs: int, *,
                  multi: bool, prune: bool) -> None:
         self.trial, self.epochs, self.multi, self.prune = trial, epochs, multi, prune
-        floors = [b["mse"] for k, b in (baselines or {}).items() if k in TRIVIAL]
-        self.floor = min(floors) if floors else math.inf
+        self.floor = trivial_floor(baselines)
         self.curve: list[float] = []
         self.tripped = False
 

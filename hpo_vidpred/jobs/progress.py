@@ -48,12 +48,13 @@ class StudyProgress:
             return
         if event["event"] != "end":
             return
-        self.ended += 1
+        self.ended += event["state"] != "PAUSED"  # a paused configuration is not finished
         value = event["value"]
         value = ("" if value is None else f"val_mse {value:.5g}" if not isinstance(value, list)
                  else "values " + ", ".join(f"{v:.5g}" for v in value))
         what = {"COMPLETE": f"complete  {value}", "PRUNED": event["reason"] or "pruned",
-                "FAIL": f"failed: {event['reason']}"}[event["state"]]
+                "FAIL": f"failed: {event['reason']}",
+                "PAUSED": f"paused at epoch {event.get('epochs')}  {value}"}[event["state"]]
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in event["params"].items())
         self._bar.print(f"trial {event['number']:>3} {what}  [{event['seconds']:.1f} s, "

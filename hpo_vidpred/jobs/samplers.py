@@ -13,9 +13,11 @@ from ..registry import Registry
 from ..specs import TrainSpec
 
 if TYPE_CHECKING:
+    from .promote import Promotion
     from .search import StudyPlan
 
-__all__ = ["N_STARTUP", "PRUNERS", "SAMPLERS", "machine_index", "make_pruner", "make_sampler"]
+__all__ = ["N_STARTUP", "PRUNERS", "SAMPLERS", "SCHEDULERS", "machine_index", "make_pruner",
+           "make_sampler", "make_scheduler"]
 
 # A sampler factory takes (study seed, this worker's seed, random startup trials, the names of
 # the sampled parameters in the search space's order).
@@ -24,6 +26,14 @@ SAMPLERS: Registry[Callable[[int, int, int, list[str]], optuna.samplers.BaseSamp
 # A pruner factory takes the budgeted TrainSpec (its epochs are the maximal resource).
 PRUNERS: Registry[Callable[[TrainSpec], optuna.pruners.BasePruner]] = Registry("pruner")
 N_STARTUP = 10  # random trials before a model-based sampler starts modelling
+# How configurations are given compute: `fifo` trains every trial to its end (the pruner may
+# stop it); `promote` trains them in segments up a ladder of rungs (jobs/promote.py).
+SCHEDULERS: Registry[str] = Registry("scheduler")
+SCHEDULERS.register("fifo")("every trial trains to its end unless the pruner stops it")
+SCHEDULERS.register("promote")("configurations train in segments; the best of each rung are "
+                               "resumed to the next")
+FIRST_RUNG = 1  # epochs of a configuration's first segment
+ETA = 3  # promotion keeps the best 1/ETA of each rung
 
 
 @SAMPLERS.register("tpe")
@@ -111,10 +121,15 @@ def make_sampler(plan: StudyPlan, worker_seed: int) -> optuna.samplers.BaseSampl
     """The plan's sampler, seeded for one worker (see :mod:`hpo_vidpred.jobs.workers`) of this
     machine (:func:`machine_index`)."""
     seed = (worker_seed + 7919 * machine_index()) % 2**31
+    names = plan.sample_space.dimensions()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return SAMPLERS.get(plan.spec.sampler)(plan.spec.seed, seed, N_STARTUP,
-                                               plan.sample_space.dimensions())
+        sampler = SAMPLERS.get(plan.spec.sampler)(plan.spec.seed, seed, N_STARTUP, names)
+    if plan.spec.scheduler == "promote" and isinstance(sampler, optuna.samplers.TPESampler):
+        from .rung_tpe import RungTPESampler  # TPE learns from every rung (BOHB)
+
+        return RungTPESampler(sampler, make_scheduler(plan).rungs, min_points=len(names) + 1)
+    return sampler
 
 
 # The tasks of a job array (Slurm, a Kubernetes Indexed Job) start together with the same study
@@ -131,6 +146,16 @@ def machine_index() -> int:
         if value.isdigit():
             return int(value)
     return 0
+
+
+def make_scheduler(plan: StudyPlan, configurations: int | None = None) -> Promotion:
+    """The promotion scheduler of ``plan`` (``--scheduler promote``): rungs from
+    :data:`FIRST_RUNG` epochs up to the plan's epochs by a factor :data:`ETA`, the curve rule,
+    at most ``configurations`` configurations (``--trials``; None: no limit)."""
+    from .promote import CurveStop, Promotion, Rungs
+
+    rungs = Rungs.geometric(min(FIRST_RUNG, plan.train.epochs), plan.train.epochs, ETA)
+    return Promotion(rungs, configurations, CurveStop())
 
 
 def make_pruner(plan: StudyPlan) -> optuna.pruners.BasePruner:

@@ -51,7 +51,7 @@ from ..store.records import (
     trivial_scores,
 )
 from ..strip import prediction_strip
-from .goals import GOALS, Guard, check_goals, values_of
+from .goals import GOALS, Guard, check_goals, trivial_floor, values_of
 from .samplers import PRUNERS, SAMPLERS, SCHEDULERS
 
 __all__ = [
@@ -269,6 +269,74 @@ class TrainObjective:
         return Outcome(state, value=value[0] if value and len(goals) == 1 else value,
                        epochs=result.epochs,
                        reason=reason.format(epochs=result.epochs, device=result.device))
+
+
+    def segment(self, trial: optuna.Trial, plan: StudyPlan, device: str, artifact_store: Any,
+                segment: Any, scheduler: Any, paused: Path) -> Outcome:
+        """One segment of a configuration of ``--scheduler promote``
+        (:mod:`hpo_vidpred.jobs.segments`): train from its paused run (or from scratch) to its
+        rung, reporting each epoch (the guard and the curve rule may stop it), then pause it
+        there, complete it at the last rung, or stop it. Outcome state RUNNING: paused."""
+        from . import segments
+
+        values = plan.sample_space.sample(optuna.trial.FixedTrial(trial.params))
+        model_spec, train_spec = plan.trial_specs(values, trial.number, device)
+        if segment.start == 0:
+            set_user_attrs(trial, {"model_spec": to_dict(model_spec),
+                                   "train_spec": to_dict(train_spec)})
+        data = data_mod.load(plan.data, device)
+        seed_everything(train_spec.seed)
+        try:
+            model = archs.create_model(model_spec)
+        except HpoError as exc:
+            trial.set_user_attr("fail_reason", f"invalid configuration: {exc}")
+            segments.end(trial.study, scheduler, segment, "failed")
+            return Outcome(TrialState.FAIL, reason=f"invalid configuration: {exc}")
+        if self._baselines is None:
+            self._baselines = study_baselines(trial.study.user_attrs) or {}
+        reporter = _SegmentReporter(trial.study, scheduler, segment,
+                                    trivial_floor(self._baselines))
+        result = train_mod.train_and_evaluate(
+            model, data, train_spec, trial=reporter, data_spec=plan.data,
+            resume_from=paused if segment.start else None, pause_at=segment.until,
+            pause_to=paused)
+        how = {"paused": "paused", "completed": "paused", "pruned": "stopped",
+               "early_stopped": "stopped"}.get(result.stop_reason, "failed")
+        attrs = result.user_attrs()
+        if how == "failed":
+            attrs["fail_reason"] = _ENDINGS[result.stop_reason][1].format(
+                epochs=result.epochs, device=result.device) or result.stop_reason
+        if how == "paused" and len(segment.curve) >= scheduler.rungs.last \
+                and artifact_store is not None:  # it completes: its strip
+            attrs["prediction_artifact"] = _upload_strip(trial, model, data, plan.data,
+                                                         artifact_store)
+        if reporter.tripped:
+            attrs["stop_reason"] = "no better than a trivial predictor"
+        set_user_attrs(trial, attrs)  # while it runs: a finished trial takes no attributes
+        state = segments.end(trial.study, scheduler, segment, how)
+        reason = {TrialState.PRUNED: f"stopped after epoch {result.epochs}" + (
+            ": no better than a trivial predictor" if reporter.tripped else ""),
+            TrialState.FAIL: attrs.get("fail_reason", "")}.get(state, "")
+        best = result.best_val_mse if math.isfinite(result.best_val_mse) else None
+        return Outcome(state, value=best, reason=reason, epochs=result.epochs)
+
+
+class _SegmentReporter:
+    """The ``trial`` a segment's training loop reports to (``report`` / ``should_prune``)."""
+
+    def __init__(self, study: optuna.Study, scheduler: Any, segment: Any, floor: float) -> None:
+        self.study, self.scheduler, self.segment, self.floor = study, scheduler, segment, floor
+        self.how, self.tripped = "go", False
+
+    def report(self, value: float, step: int) -> None:
+        from . import segments
+
+        self.how = segments.report(self.study, self.scheduler, self.segment, step, value,
+                                   self.floor)
+        self.tripped = self.how == "stop" and value >= self.floor
+
+    def should_prune(self) -> bool:
+        return self.how == "stop"
 
 
 def _upload_strip(trial: optuna.Trial, model: Any, data: Any, data_spec: DataSpec,

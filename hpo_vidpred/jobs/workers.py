@@ -25,6 +25,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
@@ -38,7 +39,9 @@ from ..store import (artifact_dir, mask_url, open_artifact_store, open_storage, 
 from ..store import lifecycle
 from ..store.records import trained_params, trial_counts
 from .progress import StudyProgress
-from .samplers import make_pruner, make_sampler
+from . import segments
+from .promote import Promotion, Step
+from .samplers import make_pruner, make_sampler, make_scheduler
 from .warm import warm_start
 from .search import Outcome, StudyPlan, TrainObjective, eta_line, open_search_study, summarize
 
@@ -99,6 +102,7 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
             study.set_user_attr("baselines", baselines)
     orphan_age = 2 * (job.grace or 2 * job.heartbeat)
     stale_checked = -math.inf  # dead trials show after their grace: look once per heartbeat
+    scheduler = make_scheduler(plan, job.target) if plan.spec.scheduler == "promote" else None
     ran = errors = 0
     while job.deadline is None or time.time() < job.deadline:
         if not _parent_alive():
@@ -109,20 +113,32 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
                 if time.monotonic() - stale_checked >= job.heartbeat:
                     lifecycle.fail_stale(study, orphan_age)
                     stale_checked = time.monotonic()
-                counts = trial_counts(lifecycle.trials(study))
-                if counts["finished"] >= job.target:
-                    break
-                if counts["waiting"] or counts["finished"] + counts["running"] < job.target:
-                    trial = lifecycle.ask(study)
+                if scheduler is not None:  # a segment to train, a wait, or the end
+                    trial = segments.begin(study, scheduler, plan.sample_space.sample,
+                                           ask=lifecycle.ask, beat=lifecycle.beat)
+                    if isinstance(trial, Step):
+                        if trial.kind == "finish":
+                            _remove_paused(job, segments.finish(study))
+                            break
+                        trial = None
+                else:
+                    counts = trial_counts(lifecycle.trials(study))
+                    if counts["finished"] >= job.target:
+                        break
+                    if counts["waiting"] or counts["finished"] + counts["running"] < job.target:
+                        trial = lifecycle.ask(study)
         except KeyboardInterrupt:
             take_interrupt()
             if trial is not None:  # asked but not started: give it back
-                lifecycle.fail_and_requeue(study, trial, "interrupted")
+                _give_back(study, trial, "interrupted", None)
             raise
         if trial is None:  # all slots taken: wait, a running trial may still fail and come back
             time.sleep(job.poll_s)
             continue
-        outcome = _run_trial(study, trial, job, index, device, artifacts, emit)
+        if isinstance(trial, segments.Segment):
+            outcome = _run_segment(study, trial, scheduler, job, index, device, artifacts, emit)
+        else:
+            outcome = _run_trial(study, trial, job, index, device, artifacts, emit)
         ran += 1
         errors = errors + 1 if outcome.attrs.get("error") else 0
         if errors >= MAX_CONSECUTIVE_ERRORS:
@@ -184,6 +200,60 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, job: Job, index: int, d
     return outcome
 
 
+def _run_segment(study: optuna.Study, segment: segments.Segment, scheduler: Promotion,
+                 job: Job, index: int, device: str, artifacts: Any,
+                 emit: Callable[[dict], None]) -> Outcome:
+    """Train one segment of a configuration (``--scheduler promote``): from its paused run (or
+    from scratch) to its rung, where it pauses, completes or is stopped."""
+    started = time.time()
+    trial = segment.trial
+    emit({"event": "start", "worker": index, "number": trial.number, "device": device,
+          "from": segment.start, "until": segment.until})
+    beat = lifecycle.Heartbeat(study, trial, job.heartbeat)
+    try:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        outcome = job.objective.segment(trial, job.plan, device, artifacts, segment, scheduler,
+                                        _paused_path(job, trial.number))
+    except optuna.exceptions.UpdateFinishedTrialError:  # ended meanwhile by another worker
+        return _taken_over(trial, index, device, started, beat, emit)
+    except KeyboardInterrupt:
+        take_interrupt()
+        _give_back(study, segment, "interrupted", beat)
+        raise
+    except HpoError as exc:  # the environment, not the configuration
+        _give_back(study, segment, str(exc), beat)
+        raise
+    except Exception as exc:  # a bug or an unexpected failure: recorded, the study goes on
+        failure = store_failure(exc, mask_url(job.storage_url))
+        if failure:
+            _give_back(study, segment, failure, beat)
+            raise HpoError(failure) from None
+        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+        segments.end(study, scheduler, segment, "failed")
+        outcome = Outcome(TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}",
+                          attrs={"error": True})
+    finally:
+        beat.stop()
+    if outcome.state != TrialState.RUNNING:
+        _remove_paused(job, [trial.number])
+    emit({"event": "end", "worker": index, "number": trial.number,
+          "state": "PAUSED" if outcome.state == TrialState.RUNNING else outcome.state.name,
+          "value": outcome.value, "reason": outcome.reason, "seconds": time.time() - started,
+          "params": trained_params(trial), "device": device, "epochs": outcome.epochs})
+    return outcome
+
+
+def _paused_path(job: Job, number: int) -> Path:
+    """Where configuration ``number`` keeps its paused run: beside the artifacts, which every
+    machine of a study shares."""
+    return Path(job.artifacts or "artifacts") / "paused" / job.plan.name / f"trial-{number}.pt"
+
+
+def _remove_paused(job: Job, numbers: list[int]) -> None:
+    for number in numbers:
+        _paused_path(job, number).unlink(missing_ok=True)
+
+
 def _taken_over(trial: optuna.Trial, index: int, device: str, started: float,
                 beat: lifecycle.Heartbeat, emit: Callable[[dict], None]) -> Outcome:
     """The trial was failed by another worker while this one trained it: its heartbeats came
@@ -199,12 +269,21 @@ def _taken_over(trial: optuna.Trial, index: int, device: str, started: float,
     return Outcome(TrialState.FAIL, reason=reason)
 
 
-def _give_back(study: optuna.Study, trial: optuna.Trial, reason: str,
-               beat: lifecycle.Heartbeat) -> None:
+def _give_back(study: optuna.Study, trial: optuna.Trial | segments.Segment, reason: str,
+               beat: lifecycle.Heartbeat | None) -> None:
     """Fail a trial that could not finish for a reason outside its configuration and queue it
-    again; where the store itself refuses (full disk), it is re-run after the heartbeat grace."""
-    beat.stop()
+    again; a configuration interrupted after a pause goes back to its paused run instead.
+    Where the store itself refuses (full disk), the trial is re-run (or paused again) after the
+    heartbeat grace."""
+    if beat is not None:
+        beat.stop()
     try:
+        if isinstance(trial, segments.Segment):
+            if trial.start:  # its paused run at the rung is intact
+                lifecycle.set_system_attrs(study, trial.trial, {lifecycle.STATUS:
+                                                                lifecycle.PAUSED})
+                return
+            trial = trial.trial
         lifecycle.fail_and_requeue(study, trial, reason)
     except Exception as exc:  # noqa: BLE001
         if store_failure(exc) is None:

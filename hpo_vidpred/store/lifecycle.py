@@ -22,8 +22,15 @@ from sqlalchemy import select
 
 from .retry import last_outage
 
-__all__ = ["Heartbeat", "RequeueOnce", "ask", "fail_and_requeue", "fail_stale", "set_user_attrs",
-           "trials"]
+__all__ = ["EPOCHS", "PAUSED", "STATUS", "TRAINING", "UNTIL", "Heartbeat", "RequeueOnce", "ask",
+           "beat", "fail_and_requeue", "fail_stale", "set_system_attrs", "set_user_attrs",
+           "trial_of", "trials"]
+
+# A configuration that trains in segments (hpo_vidpred.jobs.segments) keeps its state in these
+# system attributes of its (RUNNING) trial: status, the epoch its segment trains to, the epochs
+# in its paused run.
+STATUS, UNTIL, EPOCHS = "hpo:status", "hpo:until", "hpo:epochs"
+TRAINING, PAUSED = "training", "paused"
 
 
 def trials(study: optuna.Study, states: Sequence[TrialState] | None = None
@@ -74,7 +81,7 @@ def fail_stale(study: optuna.Study, orphan_age_s: float) -> None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+        _fail_stale_trials(study)
     cutoff = datetime.now() - timedelta(seconds=orphan_age_s)
     old = [t._trial_id for t in trials(study, (TrialState.RUNNING,))
            if t.datetime_start is not None and t.datetime_start < cutoff]
@@ -87,6 +94,34 @@ def fail_stale(study: optuna.Study, orphan_age_s: float) -> None:
             continue
         if failed and retry is not None:
             retry(study, copy.deepcopy(storage.get_trial(trial_id)))
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's ``fail_stale_trials``, for trials that train in segments too: a configuration
+    paused at a rung has no worker and no heartbeat, and is left alone; one whose worker died
+    while it trained a segment after a pause goes back to paused at its rung (its paused run is
+    still there), losing only that segment; every other stale trial is failed and re-queued."""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+        return
+    failed = []
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        attrs = storage.get_trial(trial_id).system_attrs
+        if attrs.get(STATUS) == PAUSED:
+            continue
+        if attrs.get(STATUS) == TRAINING and attrs.get(EPOCHS):
+            storage.set_trial_system_attr(trial_id, STATUS, PAUSED)
+            continue
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                failed.append(trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:  # failed by another process
+            pass
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for trial_id in failed if callback is not None else ():
+        callback(study, copy.deepcopy(storage.get_trial(trial_id)))
 
 
 def _without_heartbeat(storage: Any, trial_ids: list[int]) -> list[int]:
@@ -152,3 +187,23 @@ class Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def beat(study: optuna.Study, trial: Any) -> None:
+    """Record a heartbeat of ``trial`` now (a paused configuration that a worker resumes: before
+    the study lock is released, so that no stale check sees it training without one)."""
+    study._storage.record_heartbeat(trial._trial_id)
+
+
+def set_system_attrs(study: optuna.Study, trial: Any, attrs: dict[str, Any]) -> None:
+    """Set system attributes of a running trial (the promotion scheduler's records,
+    :mod:`hpo_vidpred.jobs.segments`)."""
+    for key, value in attrs.items():
+        study._storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
+def trial_of(study: optuna.Study, number: int) -> optuna.Trial:
+    """The running trial ``number`` of ``study`` as a live trial (to report to and tell), from
+    any process: a paused configuration resumed by another worker."""
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.trial.Trial(study, trial_id)
