@@ -371,7 +371,10 @@ class PromoteSearch:
         from hpo_vidpred.jobs.samplers import make_sampler, make_scheduler
 
         self.table = table
-        self.plan = _plan(table, sampler, "none", seed, scheduler="promote")
+        from hpo_vidpred.specs import StudySpec
+
+        # the guard and the curve rule on, as hpo run has them (--pruner none turns them off)
+        self.plan = _plan(table, sampler, StudySpec().pruner, seed, scheduler="promote")
         self.scheduler = make_scheduler(self.plan)
         self.study = optuna.create_study(sampler=make_sampler(self.plan, seed))
         from hpo_vidpred.jobs.goals import trivial_floor

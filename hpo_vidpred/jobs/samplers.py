@@ -150,12 +150,14 @@ def machine_index() -> int:
 
 def make_scheduler(plan: StudyPlan, configurations: int | None = None) -> Promotion:
     """The promotion scheduler of ``plan`` (``--scheduler promote``): rungs from
-    :data:`FIRST_RUNG` epochs up to the plan's epochs by a factor :data:`ETA`, the curve rule,
-    at most ``configurations`` configurations (``--trials``; None: no limit)."""
+    :data:`FIRST_RUNG` epochs up to the plan's epochs by a factor :data:`ETA`, the curve rule
+    (off with ``--pruner none``, as is the trivial-predictor guard), at most ``configurations``
+    configurations (``--trials``; None: no limit)."""
     from .promote import CurveStop, Promotion, Rungs
 
     rungs = Rungs.geometric(min(FIRST_RUNG, plan.train.epochs), plan.train.epochs, ETA)
-    return Promotion(rungs, configurations, CurveStop())
+    return Promotion(rungs, configurations,
+                     CurveStop() if plan.spec.pruner != "none" else None)
 
 
 def make_pruner(plan: StudyPlan) -> optuna.pruners.BasePruner:

@@ -294,8 +294,8 @@ class TrainObjective:
             return Outcome(TrialState.FAIL, reason=f"invalid configuration: {exc}")
         if self._baselines is None:
             self._baselines = study_baselines(trial.study.user_attrs) or {}
-        reporter = _SegmentReporter(trial.study, scheduler, segment,
-                                    trivial_floor(self._baselines))
+        reporter = _SegmentReporter(trial.study, scheduler, segment, math.inf if
+                                    plan.spec.pruner == "none" else trivial_floor(self._baselines))
         result = train_mod.train_and_evaluate(
             model, data, train_spec, trial=reporter, data_spec=plan.data,
             resume_from=paused if segment.start else None, pause_at=segment.until,

@@ -65,8 +65,25 @@ def config_of(t: FrozenTrial) -> Config:
     return Config(t.number, curve, status, int(t.system_attrs.get(UNTIL, 0)))
 
 
+_FINISHED: dict[int, tuple[FrozenTrial, Config]] = {}  # id -> a finished trial's record
+
+
 def configs(study: optuna.Study) -> list[Config]:
-    return [config_of(t) for t in lifecycle.trials(study)]
+    """The scheduler's records of every trial of ``study`` (a finished trial's is kept: the
+    store hands out the same object for it every time, and it never changes)."""
+    out = []
+    for t in lifecycle.trials(study):
+        hit = _FINISHED.get(id(t))
+        if hit is not None and hit[0] is t:
+            out.append(hit[1])
+            continue
+        config = config_of(t)
+        if t.state.is_finished():
+            if len(_FINISHED) > 200_000:  # many studies in one process (the replay)
+                _FINISHED.clear()
+            _FINISHED[id(t)] = (t, config)
+        out.append(config)
+    return out
 
 
 def begin(study: optuna.Study, scheduler: Promotion, sample: Callable[[optuna.Trial], Any],
