@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,30 +38,44 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 )
 
 
-@pytest.fixture
-def postgres_url() -> str:
-    """URL of a real PostgreSQL server for the ``postgres`` tests."""
+def postgres_test_url() -> str:
+    """URL of the real PostgreSQL server for the ``postgres`` tests (skips without one)."""
     url = os.environ.get("HPO_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("HPO_TEST_POSTGRES_URL not set")
     return url
 
 
-@pytest.fixture
-def fresh_postgres(postgres_url: str):
-    """A new, empty PostgreSQL database on the test server, dropped afterwards."""
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of ``server_url``, dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"hpo_fresh_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(make_url(postgres_url).set(database="postgres"),
+    admin = create_engine(make_url(server_url).set(database="postgres"),
                           isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """URL of a real PostgreSQL server for the ``postgres`` tests."""
+    return postgres_test_url()
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url: str):
+    """A new, empty PostgreSQL database on the test server, dropped afterwards."""
+    with fresh_database(postgres_url) as url:
+        yield url
 
 
 def _server(kind: str, what: str):

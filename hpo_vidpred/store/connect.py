@@ -30,7 +30,7 @@ from urllib.parse import quote
 import optuna
 from filelock import FileLock
 from optuna.artifacts import FileSystemArtifactStore
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
@@ -39,6 +39,7 @@ from ..errors import HpoError
 from ..paths import default_storage
 from ..registry import Registry
 from . import rdb, retry
+from .rdb import SQLITE_BUSY_TIMEOUT_S
 from .lifecycle import RequeueOnce
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 
 MAX_RETRIES = 3  # a trial whose worker died is re-run at most this many times
 CONNECT_TIMEOUT_S = 5
-SQLITE_BUSY_TIMEOUT_S = 60
 
 
 def normalize_url(url: str | None) -> str:
@@ -134,9 +134,7 @@ def open_storage(
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise HpoError(f"cannot create the folder for {db}: {exc.strerror}") from None
-    if sqlite:  # isolation_level=None: pysqlite emits no BEGIN of its own; _begin_immediate does
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}
-    elif parsed.drivername.startswith("postgresql"):
+    if parsed.drivername.startswith("postgresql"):
         engine_kwargs.update(pool_pre_ping=True, pool_size=pool[0], max_overflow=pool[1],
                              connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
     rdb_kwargs: dict = {"skip_table_creation": not create_tables}
@@ -160,7 +158,8 @@ def open_storage(
                 storage = rdb.Storage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
                 if db is not None and not read_only:
                     with storage.engine.connect() as conn:  # WAL: readers never block the writer
-                        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                        raw = conn.connection.driver_connection  # not inside a transaction
+                        raw.execute("PRAGMA journal_mode=WAL").fetchall()
             break
         except HpoError:
             raise
@@ -173,10 +172,6 @@ def open_storage(
                     "check that the database server runs and the URL is right")
             raise HpoError(failure or f"cannot open the study store {mask_url(url)}: "
                            f"{_reason(exc)}; {hint}") from None
-    if sqlite and not read_only:
-        event.listen(storage.engine, "begin", _begin_immediate)
-    # a pooled connection found dead (pre-ping) or dropped mid-query: the store was away
-    event.listen(storage.engine, "invalidate", lambda *args: retry.note_outage())
     return storage
 
 
@@ -187,10 +182,6 @@ def _open_proxy(url: str, heartbeat_interval: int | None, grace_period: int | No
         raise HpoError("a grpc:// study store needs grpcio and protobuf: pip install "
                        "'hpo-vidpred[grpc]'") from None
     return connect(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-
-
-def _begin_immediate(conn) -> None:  # noqa: ANN001
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 SQLITE_IO_RETRIES = 3  # opening a SQLite store that met a disk I/O error: tries after a second

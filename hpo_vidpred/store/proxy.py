@@ -36,7 +36,7 @@ import grpc
 import optuna
 from optuna.storages import GrpcStorageProxy
 from optuna.storages._grpc import servicer as optuna_servicer
-from optuna.storages._grpc.auto_generated import api_pb2_grpc
+from optuna.storages._grpc.auto_generated import api_pb2, api_pb2_grpc
 
 from .. import __version__
 from ..errors import HpoError
@@ -112,6 +112,24 @@ class _Extras:
             local.release()
 
 
+class _Servicer(optuna_servicer.OptunaStorageProxyService):
+    """Optuna's proxy service on the storage itself rather than through Optuna's cache, which
+    keeps a study's finished trials by its id for the life of the server: after another process
+    deleted a study, the one that took over its id (SQLite reuses the highest) showed the old
+    study's trials. Each client keeps its own cache and asks only for what changed; that is
+    what is read."""
+
+    def GetTrials(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
+        try:
+            trials = self._backend._get_trials(request.study_id, None,
+                                               set(request.included_trial_ids),
+                                               request.trial_id_greater_than)
+        except KeyError as exc:
+            context.abort(code=grpc.StatusCode.NOT_FOUND, details=str(exc))
+        return api_pb2.GetTrialsReply(trials=[optuna_servicer._to_proto_trial(t)
+                                              for t in trials])
+
+
 def serve(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = 32,
           log: Any = print) -> None:
     """Serve the study store at ``url`` on ``host:port`` until Ctrl-C or SIGTERM: Optuna's gRPC
@@ -125,8 +143,7 @@ def serve(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url, pool=(8, max(0, threads - 8)))  # a connection per thread at most
     server = grpc.server(ThreadPoolExecutor(max_workers=threads), options=_SERVER_OPTIONS)
-    api_pb2_grpc.add_StorageServiceServicer_to_server(
-        optuna_servicer.OptunaStorageProxyService(optuna.storages.get_storage(storage)), server)
+    api_pb2_grpc.add_StorageServiceServicer_to_server(_Servicer(storage), server)
     extras = _Extras(url, storage)
     unary = {name: grpc.unary_unary_rpc_method_handler(
         fn, request_deserializer=_load, response_serializer=_dump)

@@ -1,6 +1,7 @@
 """Fewer round trips per trial (issue 14, item 5): batched user attributes, sampling that reads
-the study once and writes its parameters once, a study id looked up once -- and what a trial of
-``hpo run`` costs in store calls, counted (not timed) so that a change that adds calls fails."""
+the study once and writes its parameters once, a study id looked up once per sampling -- and what
+a trial of ``hpo run`` costs in store calls, counted (not timed) so that a change that adds calls
+fails."""
 
 from __future__ import annotations
 
@@ -108,15 +109,19 @@ def test_sampling_reads_the_study_once_writes_its_parameters_once_and_samples_th
         if mode == "once":
             with reading_once():
                 drawn[mode] = plan.space.sample(trial)
-                assert study.trials[-1].params == {}  # not written yet
+                assert study.trials[-1].params == trial.params  # as this process sees it
+                used = {k: counting.calls[k] - before[k] for k in counting.calls}
+                another = optuna.load_study(study_name=study.study_name, storage=url)
+                assert another.trials[-1].params == {}  # not written yet
         else:
             drawn[mode] = plan.space.sample(trial)
-        used = {k: counting.calls[k] - before[k] for k in counting.calls}
-        if mode == "once":
-            assert used == {"_get_trials": 1, "_set_trial_param": 0, "set_trial_params": 1,
-                            "get_study_id_from_name": 0}
-        else:  # what the block saves (the study id is remembered either way)
-            assert used["_get_trials"] >= 5 and used["get_study_id_from_name"] == 0
+            used = {k: counting.calls[k] - before[k] for k in counting.calls}
+        if mode == "once":  # one read, one lookup; the parameters in one write at the end
+            assert used == {"_get_trials": 1, "_set_trial_param": 0, "set_trial_params": 0,
+                            "get_study_id_from_name": 1}
+            assert counting.calls["set_trial_params"] - before["set_trial_params"] == 1
+        else:  # what the block saves
+            assert used["_get_trials"] >= 5 and used["get_study_id_from_name"] >= 5
             assert used["_set_trial_param"] == len(trial.params) >= 5
         assert study.trials[-1].params == trial.params
         monkeypatch.undo()
@@ -135,10 +140,11 @@ def test_a_deleted_study_is_not_found_by_its_remembered_id(url: str) -> None:
     assert second.trials == [] and second.study_name == "again"
 
 
-def test_a_trial_of_hpo_run_costs_about_20_store_calls(tmp_path: Path) -> None:
+def test_a_trial_of_hpo_run_costs_about_25_store_calls(tmp_path: Path) -> None:
     """Counted with the store-overhead benchmark's own clock: 65 calls per trial before the
     savings (about 13 user attributes, 11 study-id lookups, 7 trial reads and 7 parameter writes
-    among them), about 20 after. A change that brings them back fails here."""
+    among them), about 22 after, 26 since the pruner's lookups of the study id are made again
+    (at this budget's 2 epochs). A change that brings the others back fails here."""
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     timings = tmp_path / "timings"
     timings.mkdir()
@@ -152,9 +158,11 @@ def test_a_trial_of_hpo_run_costs_about_20_store_calls(tmp_path: Path) -> None:
     assert clock["trials"] == 6
     methods = clock["methods"]
     per_trial = {k: n / 6 for k, (n, _) in methods.items()}
-    assert clock["store_calls"] / 6 <= 26, methods
+    assert clock["store_calls"] / 6 <= 28, methods
     assert per_trial.get("set_trial_user_attr", 0) <= 1 and per_trial["set_trial_user_attrs"] <= 2
-    assert per_trial.get("get_study_id_from_name", 0) <= 0.5
+    # the study id is looked up once per sampling, and by the pruner once per epoch (a cached id
+    # outlived a delete by another process: 0.4 ms on SQLite, 1 ms on PostgreSQL each)
+    assert per_trial.get("get_study_id_from_name", 0) <= 5
     assert per_trial.get("_set_trial_param", 0) == 0 and per_trial["set_trial_params"] == 1
     stored = optuna.load_study(study_name="calls", storage=url).trials
     assert all(t.params and "model_spec" in t.user_attrs for t in stored)
