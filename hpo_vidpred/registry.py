@@ -9,7 +9,7 @@ from typing import Callable, Generic, TypeVar
 
 from .errors import HpoError
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "module_names"]
 
 T = TypeVar("T")
 
@@ -46,3 +46,20 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+def module_names(package: str) -> list[str]:
+    """The public modules of ``package`` (``hpo_vidpred.archs``), without importing them: each
+    registers itself under its module's name, so the command line lists the choices without
+    loading PyTorch (``tests/test_layout.py`` checks that the names agree)."""
+    import importlib.util
+    import pkgutil
+
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return sorted(m.name for m in pkgutil.iter_modules(locations) if not m.name.startswith("_")
+                  and not m.ispkg and m.name not in _NOT_REGISTERED.get(package, ()))
+
+
+# modules of those packages that are helpers, not registered things
+_NOT_REGISTERED = {"hpo_vidpred.data": ("batches",)}

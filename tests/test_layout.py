@@ -72,3 +72,32 @@ def test_optunas_private_names_stay_in_the_store() -> None:
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: _name(p))
 def test_no_module_over_400_lines(path: Path) -> None:
     assert len(path.read_text().splitlines()) <= 400
+
+
+def test_the_command_lines_choices_are_the_registries_names() -> None:
+    """The CLI lists architectures, cells and datasets by module name without importing them;
+    each module registers itself under its own name."""
+    from hpo_vidpred import archs, cells, data
+    from hpo_vidpred.cli import ARCHS, CELLS, DATASETS
+    from hpo_vidpred.cli.studies import GOAL_NAMES
+    from hpo_vidpred.jobs.goals import GOALS
+
+    assert ARCHS == sorted(archs.ARCHS.names())
+    assert CELLS == sorted(cells.CELLS.names())
+    assert DATASETS == sorted(data.DATASETS.names())
+    assert GOAL_NAMES.split(", ") == GOALS.names()
+
+
+@pytest.mark.parametrize("command", ["--help", "run --help", "report --help", "store serve --help",
+                                     "export --help"])
+def test_help_and_store_commands_do_not_load_pytorch(command: str) -> None:
+    """Only commands that train import PyTorch (it takes seconds): help, and a proxy serving a
+    store, start at once."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom hpo_vidpred.cli import main\n"
+            f"main({command.split()!r})\nprint('torch' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stderr.strip().splitlines()[-1] == "False", done.stderr[-1000:]

@@ -20,12 +20,15 @@ from typing import Optional  # noqa: E402
 import typer  # noqa: E402
 
 from .. import budgets  # noqa: E402
-from ..archs import ARCHS  # noqa: E402
-from ..cells import CELLS  # noqa: E402
-from ..data import DATASETS  # noqa: E402
 from ..errors import HpoError  # noqa: E402
 from ..jobs.samplers import PRUNERS, SAMPLERS  # noqa: E402
-from ..store import store_failure  # noqa: E402
+from ..registry import module_names  # noqa: E402
+
+# The names the registries hold, read from the packages' module names: a command that only
+# reads a store (or --help) never loads PyTorch.
+ARCHS = module_names("hpo_vidpred.archs")
+CELLS = module_names("hpo_vidpred.cells")
+DATASETS = module_names("hpo_vidpred.data")
 
 app = typer.Typer(
     name="hpo",
@@ -40,7 +43,8 @@ app.add_typer(data_app, name="data")
 
 
 def _choices(registry) -> str:  # noqa: ANN001
-    return " | ".join(registry.names())
+    """``a | b | c``: the names of a registry (or a list of names)."""
+    return " | ".join(registry if isinstance(registry, list) else registry.names())
 
 
 ARCH = typer.Option(..., help=f"architecture: {_choices(ARCHS)}")
@@ -102,6 +106,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         # typer's (vendored) click signals usage errors with exceptions that know how to show
         # themselves; a store failure (full disk, read-only file, ...) is one line; anything
         # else is a bug and keeps its traceback.
+        from ..store import store_failure
+
         failure = store_failure(exc)
         if failure:
             print(f"error: {failure}", file=sys.stderr)

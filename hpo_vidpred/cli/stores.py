@@ -7,8 +7,6 @@ from typing import Optional
 import typer
 
 from ..errors import HpoError
-from ..jobs import export as export_job
-from ..store import normalize_url, open_storage
 from . import ARTIFACTS, OUT, STORAGE, app
 
 
@@ -41,6 +39,9 @@ def export(
 ) -> None:
     """Best configuration(s) of a study as a file that 'hpo fixed/compare --config' retrain.
     Example: hpo export --study autoencoder-kth --format yaml --per-cell --out best.yaml"""
+    from ..jobs import export as export_job
+    from ..store import normalize_url, open_storage
+
     url = normalize_url(storage)
     document = export_job.export_study(open_storage(url, read_only=True), study, top=top,
                                        per_cell=per_cell, url=url, pick=pick)

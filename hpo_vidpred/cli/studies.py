@@ -7,18 +7,12 @@ from typing import Optional
 import typer
 
 from .. import budgets
-from ..cells import CELLS
-from ..data import DATASETS
-from ..jobs import compare as compare_job
-from ..jobs import export as export_job
-from ..jobs import fixed as fixed_job
-from ..jobs import matrix as matrix_job
-from ..jobs import search, workers
-from ..jobs.goals import GOALS
 from ..specs import StudySpec
-from ..store import normalize_url
-from . import (ARCH, ARTIFACTS, BUDGET, CELL, DATA, DATA_DIR, DEVICE, JSON, OUT, PRUNER, QUIET,
-               SAMPLER, SCHEDULER, STORAGE, _choices, _log, _names, _show, app)
+from . import (ARCH, ARTIFACTS, BUDGET, CELL, CELLS, DATA, DATA_DIR, DATASETS, DEVICE, JSON, OUT,
+               PRUNER, QUIET, SAMPLER, SCHEDULER, STORAGE, _choices, _log, _names, _show, app)
+
+# (each command imports what it runs when it runs: --help loads no PyTorch)
+GOAL_NAMES = "val_mse, val_ssim, ms_per_step, params"  # jobs/goals.py; a test checks them
 
 
 @app.command()
@@ -48,7 +42,7 @@ def run(
                                   "is re-run after twice this"),
     threads: int = typer.Option(0, help="torch threads per CPU worker (0: cores shared out)"),
     objectives: str = typer.Option("val_mse", help="what to optimize, comma list of "
-                                   f"{', '.join(GOALS.names())}; several: a Pareto front"),
+                                   f"{GOAL_NAMES}; several: a Pareto front"),
     warm_start: Optional[str] = typer.Option(None, "--warm-start", help="comma list of studies "
                                              "whose best configurations run first"),
     warm_top: int = typer.Option(3, "--warm-top", help="configurations per --warm-start study"),
@@ -60,6 +54,9 @@ def run(
     as_json: bool = JSON,
 ) -> None:
     """Run (or continue) an Optuna study. Example: hpo run --arch autoencoder --data kth --trials 100"""
+    from ..jobs import search, workers
+    from ..store import normalize_url
+
     spec = StudySpec(arch=arch, data=data, cell=cell or "", budget=budget, sampler=sampler,
                      pruner=pruner, search_space=search_space or "", name=study or "",
                      data_dir=data_dir or "", seed=seed,
@@ -90,6 +87,9 @@ def fixed(
 ) -> None:
     """Train the seed's fixed configuration and record it as study fixed-{arch}-{data}-{cell}.
     Example: hpo fixed --arch autoencoder --data kth --cell stlstm"""
+    from ..jobs import export as export_job
+    from ..jobs import fixed as fixed_job
+
     plan = (export_job.plan_from_config(config, arch, data, cell, data_dir=data_dir, seed=seed,
                                         device=device) if config is not None else
             fixed_job.plan_fixed(arch, data, cell, budget, data_dir=data_dir, seed=seed,
@@ -103,7 +103,7 @@ def compare(
     arch: str = ARCH,
     data: str = DATA,
     cells: Optional[str] = typer.Option(None, help="comma list of cells (default: every cell "
-                                        f"with a search study; {','.join(CELLS.names())})"),
+                                        f"with a search study; {','.join(CELLS)})"),
     seeds: int = typer.Option(3, help="retrain each configuration with seeds 0..K-1"),
     budget: Optional[str] = typer.Option(None, help=f"{_choices(budgets.BUDGETS)} (default: "
                                          "the search study's)"),
@@ -118,6 +118,9 @@ def compare(
     """Retrain the seed's fixed and the best found configuration per cell with K seeds at the full
     budget, test each once, record study compare-{arch}-{data}; reruns do only what is missing.
     Example: hpo compare --arch autoencoder --data kth --seeds 3"""
+    from ..jobs import compare as compare_job
+    from ..store import normalize_url
+
     url = normalize_url(storage)
     plan = compare_job.plan_compare(url, arch, data, cells=_names(cells), seeds=seeds,
                                     budget=budget, config=config, data_dir=data_dir,
@@ -129,7 +132,7 @@ def compare(
 
 @app.command()
 def matrix(
-    data: str = typer.Option(..., help=f"datasets, e.g. {','.join(DATASETS.names())} (missing "
+    data: str = typer.Option(..., help=f"datasets, e.g. {','.join(DATASETS)} (missing "
                              "ones are skipped)"),
     archs: Optional[str] = typer.Option(None, help="comma list of architectures (default: all)"),
     cells: Optional[str] = typer.Option(None, help="comma list of cells (default: all)"),
@@ -148,6 +151,8 @@ def matrix(
     """All datasets x architectures x cells: the study, the fixed baselines and the comparison,
     skipping what the store already holds (rerun to resume), then the report.
     Example: hpo matrix --data mmnist,kth,kitti --trials 50"""
+    from ..jobs import matrix as matrix_job
+
     plan = matrix_job.plan_matrix(_names(data) or [], _names(archs), _names(cells),
                                   trials=trials, seeds=seeds, budget=budget, sampler=sampler,
                                   pruner=pruner, workers=n_workers, devices=devices,

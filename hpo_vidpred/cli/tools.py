@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..data import DATASETS, default_spec, download, format_info, info, prepare
-from . import (DATA, DATA_DIR, DEVICE, HEIGHT, JSON, N_IN, N_OUT, WIDTH, _choices, _names, _show,
-               app, data_app)
+from . import (DATA, DATA_DIR, DATASETS, DEVICE, HEIGHT, JSON, N_IN, N_OUT, WIDTH, _choices,
+               _names, _show, app, data_app)
 
 
 @app.command()
@@ -50,6 +49,7 @@ def bench(
     channels_last). Example: hpo bench --arch autoencoder --batch 8 --json"""
     from ..bench import bench as run_bench
     from ..bench import format_rows
+    from ..data import default_spec
     from ..devices import torch_threads
 
     spec = default_spec(data, root=data_dir, height=height, width=width, n_in=n_in,
@@ -76,6 +76,8 @@ def data_info(
 ) -> None:
     """Files found, split sizes and cache state.
     Example: hpo data info --data kth --data-dir datasets/kth"""
+    from ..data import default_spec, format_info, info
+
     spec = default_spec(data, root=data_dir, protocol=protocol, stride=stride,
                         eval_stride=eval_stride, n_in=n_in, n_out=n_out, height=height,
                         width=width)
@@ -90,6 +92,8 @@ def data_prepare(
     width: Optional[int] = WIDTH,
 ) -> None:
     """Decode and cache a dataset. Example: hpo data prepare --data kth --data-dir datasets/kth"""
+    from ..data import default_spec, format_info, prepare
+
     typer.echo(format_info(prepare(default_spec(data, root=data_dir, height=height,
                                                 width=width))))
 
@@ -102,4 +106,6 @@ def data_download(
     mirror: Optional[str] = typer.Option(None, help="a folder URL holding the same file names"),
 ) -> None:
     """Download a dataset where a network exists. Example: hpo data download mmnist"""
+    from ..data import download
+
     typer.echo("\n".join(download(name, data_dir, mirror)))

@@ -20,7 +20,7 @@ import torch
 
 from ..paths import data_root
 from ..specs import DataSpec, from_dict, to_dict
-from . import kitti, kth, moving_mnist  # noqa: F401  (registers the datasets)
+from . import kitti, kth, mmnist  # noqa: F401  (registers the datasets)
 from ..devices import resolve_device
 from ._base import DATASETS, Dataset, DataWarning
 from .batches import Sequences, Stream, VideoData, Windows

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from hpo_vidpred.data import default_spec, info, load
-from hpo_vidpred.data.moving_mnist import DIGIT, MovingMNISTRenderer, digit_split, read_idx
+from hpo_vidpred.data.mmnist import DIGIT, MovingMNISTRenderer, digit_split, read_idx
 from hpo_vidpred.errors import HpoError
 from hpo_vidpred.paths import BUNDLED_MNIST
 
