@@ -365,20 +365,22 @@ class PromoteSearch:
     segment steps (:mod:`hpo_vidpred.jobs.segments`) its workers take, without a time limit on
     the number of configurations."""
 
-    def __init__(self, table: Table, sampler: str, seed: int) -> None:
+    def __init__(self, table: Table, sampler: str, seed: int, **options: float) -> None:
         import optuna
 
+        from hpo_vidpred.jobs.goals import trivial_floor
+        from hpo_vidpred.jobs.rung_tpe import RungTPESampler
         from hpo_vidpred.jobs.samplers import make_sampler, make_scheduler
-
-        self.table = table
         from hpo_vidpred.specs import StudySpec
 
+        self.table = table
         # the guard and the curve rule on, as hpo run has them (--pruner none turns them off)
         self.plan = _plan(table, sampler, StudySpec().pruner, seed, scheduler="promote")
-        self.scheduler = make_scheduler(self.plan)
-        self.study = optuna.create_study(sampler=make_sampler(self.plan, seed))
-        from hpo_vidpred.jobs.goals import trivial_floor
-
+        self.scheduler = make_scheduler(self.plan, **options)
+        sampler_ = make_sampler(self.plan, seed)
+        if isinstance(sampler_, RungTPESampler):  # on this scheduler's rungs (options may differ)
+            sampler_ = RungTPESampler(sampler_._tpe, self.scheduler.rungs, sampler_._min)
+        self.study = optuna.create_study(sampler=sampler_)
         self.floor = trivial_floor(table.baselines)
         self.config_of: dict[int, int] = {}  # trial number -> table row
 
@@ -538,8 +540,10 @@ def make_strategy(name: str, table: Table, seed: int, workers: int) -> Any:
     if name == "hpo-default":
         return (PromoteSearch(table, default.sampler, seed) if default.scheduler == "promote"
                 else OptunaSearch(table, default.sampler, default.pruner, seed))
-    if name == "promote":
-        return PromoteSearch(table, default.sampler, seed)
+    if name == "promote" or name.startswith("promote:"):  # promote:eta=2,first=1,margin=0.1
+        options = dict(kv.split("=") for kv in name.partition(":")[2].split(",") if kv)
+        return PromoteSearch(table, default.sampler, seed, **{
+            k: (int(v) if k == "first" else float(v)) for k, v in options.items()})
     if name in OPTUNA_STRATEGIES:
         sampler, pruner = OPTUNA_STRATEGIES[name]
         return OptunaSearch(table, sampler, pruner, seed)
@@ -746,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     names = [s for s in args.strategies.split(",") if s]
-    unknown = [s for s in names if s not in STRATEGIES]
+    unknown = [s for s in names if s not in STRATEGIES and not s.startswith("promote:")]
     if unknown:
         print(f"error: unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}",
               file=sys.stderr)

@@ -97,7 +97,7 @@ class CurveStop:
     minus ``margin`` of the last value. A configuration stops when even that cannot beat
     the best value reached at the last rung."""
 
-    def __init__(self, margin: float = 0.02, min_points: int = 3, exponents: Sequence[float] =
+    def __init__(self, margin: float = 0.08, min_points: int = 3, exponents: Sequence[float] =
                  (0.5, 1.0, 2.0)) -> None:
         self.margin, self.min_points, self.exponents = margin, min_points, tuple(exponents)
 

@@ -148,16 +148,18 @@ def machine_index() -> int:
     return 0
 
 
-def make_scheduler(plan: StudyPlan, configurations: int | None = None) -> Promotion:
+def make_scheduler(plan: StudyPlan, configurations: int | None = None, *, eta: float = ETA,
+                   first: int = FIRST_RUNG, margin: float | None = None) -> Promotion:
     """The promotion scheduler of ``plan`` (``--scheduler promote``): rungs from
     :data:`FIRST_RUNG` epochs up to the plan's epochs by a factor :data:`ETA`, the curve rule
     (off with ``--pruner none``, as is the trivial-predictor guard), at most ``configurations``
     configurations (``--trials``; None: no limit)."""
     from .promote import CurveStop, Promotion, Rungs
 
-    rungs = Rungs.geometric(min(FIRST_RUNG, plan.train.epochs), plan.train.epochs, ETA)
-    return Promotion(rungs, configurations,
-                     CurveStop() if plan.spec.pruner != "none" else None)
+    rungs = Rungs.geometric(min(first, plan.train.epochs), plan.train.epochs, eta)
+    stop = None if plan.spec.pruner == "none" else \
+        CurveStop() if margin is None else CurveStop(margin=margin)
+    return Promotion(rungs, configurations, stop)
 
 
 def make_pruner(plan: StudyPlan) -> optuna.pruners.BasePruner:
