@@ -24,6 +24,7 @@ The proxy has no login and no encryption: keep it on a private network.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import warnings
@@ -32,17 +33,21 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-import grpc
-import optuna
-from optuna.storages import GrpcStorageProxy
-from optuna.storages._grpc import servicer as optuna_servicer
-from optuna.storages._grpc.auto_generated import api_pb2, api_pb2_grpc
+# gRPC's core logs its own lines (``E1202 ... add_port.cc:83] Failed to add port``) to stderr
+# before ours say the same in one line with what to do; GRPC_VERBOSITY=error brings them back.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from .. import __version__
-from ..errors import HpoError
-from ..interrupts import interrupts, take_interrupt
-from . import lifecycle, retry
-from .connect import CONNECT_TIMEOUT_S, mask_url, open_storage, study_lock
+import grpc  # noqa: E402
+import optuna  # noqa: E402
+from optuna.storages import GrpcStorageProxy  # noqa: E402
+from optuna.storages._grpc import servicer as optuna_servicer  # noqa: E402
+from optuna.storages._grpc.auto_generated import api_pb2, api_pb2_grpc  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from ..errors import HpoError  # noqa: E402
+from ..interrupts import interrupts, take_interrupt  # noqa: E402
+from . import lifecycle, retry  # noqa: E402
+from .connect import CONNECT_TIMEOUT_S, mask_url, open_storage, study_lock  # noqa: E402
 
 __all__ = ["DEFAULT_PORT", "ProxyStorage", "connect", "serve"]
 
@@ -50,8 +55,11 @@ DEFAULT_PORT = 13000
 SERVICE = "hpo.Store"
 PROTOCOL = 1
 # The server pings idle connections; a client that stops answering (its machine vanished) is
-# dropped, and with it the study lock it may hold.
-_SERVER_OPTIONS = [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 20_000),
+# dropped, and with it the study lock it may hold. gRPC binds with SO_REUSEPORT by default: a
+# second server on a port in use listened beside the first, and the kernel shared the clients out
+# between the two stores.
+_SERVER_OPTIONS = [("grpc.so_reuseport", 0),
+                   ("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 20_000),
                    ("grpc.keepalive_permit_without_calls", 1),
                    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                    ("grpc.max_receive_message_length", -1)]
@@ -141,8 +149,15 @@ def serve(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: 
     if threads < 4:
         raise HpoError("--threads must be at least 4")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(url, pool=(8, max(0, threads - 8)))  # a connection per thread at most
     server = grpc.server(ThreadPoolExecutor(max_workers=threads), options=_SERVER_OPTIONS)
+    try:  # the port first: a server that cannot listen opens (or creates) no store
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise HpoError(f"cannot listen on {host}:{port} (in use, or not an address of this "
+                       "machine); pass another --port or --host")
+    storage = open_storage(url, pool=(8, max(0, threads - 8)))  # a connection per thread at most
     api_pb2_grpc.add_StorageServiceServicer_to_server(_Servicer(storage), server)
     extras = _Extras(url, storage)
     unary = {name: grpc.unary_unary_rpc_method_handler(
@@ -153,13 +168,6 @@ def serve(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: 
                                                   response_serializer=_dump)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE, {**unary, "Lock": stream}),))
-    try:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError:
-        bound = 0
-    if not bound:
-        raise HpoError(f"cannot listen on {host}:{port} (in use, or not an address of this "
-                       "machine); pass another --port or --host")
     server.start()
     log(f"serving {mask_url(url)} at grpc://{host}:{bound} (Optuna's gRPC proxy with hpo's "
         "study lock and heartbeats); Ctrl-C stops")

@@ -4,12 +4,15 @@ one ``hpo run`` continues, and what a user can get wrong is one line."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
 
 from hpo_vidpred.cli import main
+from hpo_vidpred.store import open_storage
 
 
 def _run_args(tiny_space: str, url: str, *extra: str) -> list[str]:
@@ -73,3 +76,27 @@ def test_serve_says_what_is_wrong_in_one_line(tmp_path: Path, capsys) -> None:
     assert "needs the database's URL" in capsys.readouterr().err
     assert main(["store", "serve", "--storage", url, "--port", "70000"]) == 2
     assert "--port 70000 is not a port number" in capsys.readouterr().err
+
+
+def test_a_second_server_on_a_port_in_use_exits_with_one_line(tmp_path: Path) -> None:
+    """gRPC binds with SO_REUSEPORT by default: the second server listened beside the first and
+    the kernel shared the clients out between the two stores. Now it is refused (and gRPC's own
+    log line does not precede ours)."""
+    pytest.importorskip("grpc", reason="the grpc extra (grpcio, protobuf) is not installed")
+    from clusters import StoreProxy
+
+    first = StoreProxy(f"sqlite:///{tmp_path / 'first.db'}")
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "hpo_vidpred.cli", "store", "serve", "--storage",
+             f"sqlite:///{tmp_path / 'second.db'}", "--port", str(first.port)],
+            capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert second.stderr == (f"error: cannot listen on 127.0.0.1:{first.port} (in use, or not "
+                                 "an address of this machine); pass another --port or --host\n")
+        for i in range(4):  # every client reaches the first server's store
+            optuna.create_study(study_name=f"s{i}", storage=open_storage(first.url))
+    finally:
+        first.stop()
+    assert len(optuna.get_all_study_names(f"sqlite:///{tmp_path / 'first.db'}")) == 4
+    assert not (tmp_path / "second.db").exists()
