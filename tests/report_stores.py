@@ -85,12 +85,17 @@ def search_study(url: str, base: Optional[dict[str, Any]] = None) -> optuna.Stud
 
 
 def compare_study(url: str, values: dict[tuple[str, str], list[float]],
-                  base: Optional[dict[str, Any]] = None) -> optuna.Study:
+                  base: Optional[dict[str, Any]] = None,
+                  metrics: Optional[dict[tuple[str, str], dict[str, float]]] = None,
+                  name: str = COMPARE, arch: str = "autoencoder",
+                  started: Optional[str] = None) -> optuna.Study:
     """A comparison study with one retrain per (cell, role) and seed (its test MSE from
-    ``values``; the other metrics derived from it); ``base``: its test baselines."""
-    study = optuna.create_study(study_name=COMPARE, storage=url)
+    ``values``; the other metrics derived from it: MAE 1.5 x MSE, SSIM 0.9 - MSE, unless
+    ``metrics`` sets them per (cell, role)); ``base``: its test baselines; ``started``: when
+    every retrain trained (an ISO time; for an hour), else not recorded (older stores)."""
+    study = optuna.create_study(study_name=name, storage=url)
     study.set_user_attr("kind", "compare")
-    study.set_user_attr("spec", {"compare": {"arch": "autoencoder", "data": "mmnist",
+    study.set_user_attr("spec", {"compare": {"arch": arch, "data": "mmnist",
                                              "budget": "smoke"},
                                  "data": {"name": "mmnist", "n_in": 2, "n_out": 2}})
     study.set_user_attr("budget", {"budget": "smoke", "changes": ["data.height: 64 -> 16"]})
@@ -98,15 +103,18 @@ def compare_study(url: str, values: dict[tuple[str, str], list[float]],
         study.set_user_attr("baselines", base)
     for (cell, role), mses in values.items():
         for seed, mse in enumerate(mses):
-            metrics = {f"test_{m}": mse * k for m, k in (("mse", 1), ("mse_frame", 256),
-                                                         ("mae", 3), ("psnr", 1000),
-                                                         ("ssim", 10))}
-            source = SEARCH if role == "optimized" else f"fixed-autoencoder-mmnist-{cell}"
+            derived = {"mse": mse, "mse_frame": mse * 256, "mae": mse * 1.5, "psnr": 1000 * mse,
+                       "ssim": 0.9 - mse, **(metrics or {}).get((cell, role), {})}
+            scores = {f"test_{m}": v for m, v in derived.items()}
+            source = SEARCH if role == "optimized" else f"fixed-{arch}-mmnist-{cell}"
             attrs = {"role": role, "cell": cell, "seed": seed, "config_id": role,
                      "n_params": 100 if role == "fixed" else 50, "step_ms": 10.0,
                      "train_seconds": 1.0, "device": "cpu", "source_study": source,
-                     "source": f"{role} configuration ({source})", **metrics,
-                     **{f"{k}_per_step": [v * 0.9, v * 1.1] for k, v in metrics.items()}}
+                     "source": f"{role} configuration ({source})", **scores,
+                     **{f"{k}_per_step": [v * 0.9, v * 1.1] for k, v in scores.items()}}
+            if started:
+                attrs.update(started=started, finished=started.replace("T00", "T01"),
+                             host="here")
             study.add_trial(create_trial(value=mse, user_attrs=attrs))
     return study
 
@@ -118,3 +126,60 @@ def table(markdown: str, title: str) -> list[dict[str, str]]:
     header, *body = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in lines]
     assert all(len(row) == len(header) for row in body), (header, body)
     return [dict(zip(header, row, strict=True)) for row in body]
+
+
+def grown_search(url: str, name: str, complete: int, base: Optional[dict[str, Any]], *,
+                 arch: str = "autoencoder", cell: str = "convlstm",
+                 objectives: tuple[str, ...] = ("val_mse",), pruned: int = 1) -> optuna.Study:
+    """A search study of ``complete`` complete trials and ``pruned`` pruned ones, as a newer
+    ``hpo run`` records them (curves with MAE, SSIM, the trained specs): trial 0 is the best
+    (val_mse 0.010) with lr 0.0098 at the edge of its range and ``hidden`` sampled 20 but
+    trained 16; the others 0.011, 0.012, ... in the middle of every range. Several
+    ``objectives``: a multi-objective study (val_mse, ms_per_step), curves as
+    ``val_mse_curve``."""
+    spec = copy.deepcopy(SEARCH_SPEC)
+    spec["study"].update(arch=arch, cell=cell, objectives=list(objectives))
+    spec["model"]["arch"] = arch
+    study = optuna.create_study(study_name=name, storage=url,
+                                directions=["minimize"] * len(objectives))
+    budget = {"budget": "smoke", "summary": "seconds on a CPU, for tests",
+              "changes": ["data.height: 64 -> 16"]}
+    for key, value in {"spec": spec, "kind": "search", "objective": ",".join(objectives),
+                       "budget": budget,
+                       **({"baselines": base} if base is not None else {})}.items():
+        study.set_user_attr(key, value)
+    dists = {"lr": FloatDistribution(1e-4, 1e-2, log=True),
+             "hidden": IntDistribution(8, 64, log=True), "depth": IntDistribution(1, 3)}
+    for i in range(complete + pruned):
+        done = i < complete
+        mse = 0.010 + 0.001 * i if done else 0.03
+        params = {"lr": 0.0098 if i == 0 else 0.001 * (1 + i % 3), "hidden": 20 if i == 0 else 24,
+                  "depth": 2}
+        model = {"arch": arch, "cell": cell, "channels": 1, "peephole": "none",
+                 "config": {"depth": 2, "hidden": 16 if i == 0 else 24, "kernel": 3}}
+        curve = [mse * 1.3, mse] if done else [mse]
+        attrs = {"model_spec": model, "train_spec": {"lr": params["lr"], "seed": i},
+                 "val_mse": mse, "val_ssim": 0.8, "val_psnr": 20.0, "best_epoch": len(curve),
+                 "curves": {"val_mse": curve, "val_mae": [v * 1.5 for v in curve]},
+                 "n_params": 5000 + i, "step_ms": 5.0 + i, "train_seconds": 36.0,
+                 "device": "cpu", "worker": "here:1"}
+        multi = len(objectives) > 1
+        if multi:
+            attrs["val_mse_curve"] = curve
+        study.add_trial(create_trial(
+            state=TrialState.COMPLETE if done else TrialState.PRUNED,
+            values=([mse, 5.0 + i] if multi else [mse]) if done else None,
+            params=params, distributions=dists, user_attrs=attrs,
+            intermediate_values={} if multi else dict(enumerate(curve, 1))))
+    return study
+
+
+def fixed_study(url: str, cell: str = "convlstm", arch: str = "autoencoder") -> optuna.Study:
+    """A study of ``hpo fixed``: one complete trial."""
+    study = optuna.create_study(study_name=f"fixed-{arch}-mmnist-{cell}", storage=url)
+    spec = {"fixed": {"arch": arch, "data": "mmnist", "cell": cell, "budget": "smoke"}}
+    budget = {"budget": "smoke", "changes": ["data.height: 64 -> 16"]}
+    for key, value in {"kind": "fixed", "budget": budget, "spec": spec}.items():
+        study.set_user_attr(key, value)
+    study.add_trial(create_trial(value=0.03, user_attrs={"step_ms": 40.0, "device": "cpu"}))
+    return study

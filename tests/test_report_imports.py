@@ -104,4 +104,4 @@ def test_writing_a_report_of_search_studies_loads_no_torch(tmp_path: Path) -> No
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "search-space widths capped" in (tmp_path / "r" / "tables.md").read_text()
+    assert "searched widths at most" in (tmp_path / "r" / "tables.md").read_text()

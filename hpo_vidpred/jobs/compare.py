@@ -18,9 +18,11 @@ Each retrain becomes one trial of study ``compare-{arch}-{data}``, added in one 
 done (so a killed run leaves nothing half-recorded and a rerun does only what is missing): value =
 test MSE, user attributes ``role``, ``cell``, ``seed``, ``config_id``, ``test_<metric>`` and
 ``test_<metric>_per_step`` (:mod:`hpo_vidpred.metrics`), ``TrainResult.user_attrs()``, the specs,
-the checkpoint and, for the first seed, the predicted frames of test sequence 0 (for the report's
-strips). The study keeps the input and true frames of that sequence and the trivial predictors'
-metrics on the test split (``baselines``).
+the checkpoint, when it trained (``started``, ``finished``, ``host``: whether timings shared the
+machine) and, for the first seed, the predicted frames of three test sequences that move
+(``test_predictions``, for the report's strips). The study keeps the input and true frames of
+those sequences (``test_sequences``) and the trivial predictors' metrics on the test split
+(``baselines``).
 
 "Fixed vs optimized" compares published defaults with a tuned configuration; it is not a fair
 "A beats B" claim (the report labels it so).
@@ -28,7 +30,9 @@ metrics on the test split (``baselines``).
 
 from __future__ import annotations
 
+import datetime
 import math
+import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
@@ -44,6 +48,7 @@ from ..devices import resolve_options, seed_everything
 from ..errors import HpoError
 from ..metrics import split_baselines
 from ..specs import METRICS, DataSpec, to_dict
+from ..strip import moving_sequences
 from ..store import mask_url, normalize_url, open_storage
 from ..store.records import (encode_frames, judge_metrics, open_record, ratio_text,
                              trivial_scores)
@@ -67,6 +72,7 @@ class _Context:
     data: Any
     progress: bool
     log: Callable[[str], None]
+    strip_index: tuple[int, ...] = ()  # the test sequences whose predictions are kept
 
 
 def run_compare(plan: ComparePlan, storage: Optional[str] = None, *, progress: bool = True,
@@ -92,10 +98,10 @@ def run_compare(plan: ComparePlan, storage: Optional[str] = None, *, progress: b
     if todo or study is None or "baselines" not in study.user_attrs:
         data = datasets.load(plan.data, todo[0].train.device if todo else "auto")
         study = study or study_of(create=True)  # the data loaded: no empty study left behind
-        ctx = _Context(storage, mask_url(url), data, progress, log)
-        if "test_frames" not in study.user_attrs:
-            frames = data.split("test")[0].cpu()  # (T, C, H, W) uint8
-            study.set_user_attr("test_frames", encode_frames(frames))
+        if "test_sequences" not in study.user_attrs:
+            study.set_user_attr("test_sequences", _strip_sequences(data))
+        ctx = _Context(storage, mask_url(url), data, progress, log,
+                       tuple(study.user_attrs["test_sequences"]["index"]))
         if "baselines" not in study.user_attrs:
             study.set_user_attr("baselines", split_baselines(data, "test",
                                                              plan.retrains[0].train.val_batch_size))
@@ -124,12 +130,18 @@ def _retrain(plan: ComparePlan, r: Retrain, ctx: _Context) -> FrozenTrial:
     attrs: dict[str, Any] = {"role": r.role, "cell": r.cell, "seed": r.seed,
                              "config_id": r.config_id, "source": r.source,
                              "source_study": r.source_study,
-                             "model_spec": to_dict(r.model), "train_spec": to_dict(r.train)}
+                             "model_spec": to_dict(r.model), "train_spec": to_dict(r.train),
+                             "host": socket.gethostname(), "started": _now()}
     if r.role == "fixed":
         fixed_trial, model = _fixed_run(r.fixed_plan, ctx)
         attrs.update({k: v for k, v in fixed_trial.user_attrs.items()
                       if k not in ("model_spec", "train_spec")})
         attrs["source_trial"] = f"{r.fixed_plan.study_name} trial {fixed_trial.number}"
+        if fixed_trial.datetime_start and fixed_trial.datetime_complete:  # when it trained
+            attrs["started"] = fixed_trial.datetime_start.isoformat()
+            attrs["finished"] = fixed_trial.datetime_complete.isoformat()
+            attrs["host"] = str(fixed_trial.user_attrs.get("worker", attrs["host"])
+                                ).split(":")[0]
         curve = dict(fixed_trial.intermediate_values)
     else:
         ctx.log(f"{plan.study_name}: training {r.cell} optimized seed {r.seed} ({r.source})")
@@ -139,7 +151,7 @@ def _retrain(plan: ComparePlan, r: Retrain, ctx: _Context) -> FrozenTrial:
         result = train_and_evaluate(model, ctx.data, r.train, progress=ctx.progress,
                                     checkpoint_path=path, model_spec=r.model,
                                     data_spec=plan.data)
-        attrs.update(result.user_attrs())
+        attrs.update(result.user_attrs(), finished=_now())
         curve = {i + 1: v for i, v in enumerate(result.curves["val_mse"]) if math.isfinite(v)}
         if result.best_epoch > 0:
             attrs.update(checkpoint=str(path), val_mse=result.best_val_mse)
@@ -158,7 +170,7 @@ def _retrain(plan: ComparePlan, r: Retrain, ctx: _Context) -> FrozenTrial:
         attrs[f"test_{name}"] = float(metrics[name])
         attrs[f"test_{name}_per_step"] = [float(v) for v in metrics[f"{name}_per_step"]]
     if r.seed == plan.seeds[0]:
-        attrs["test_prediction"] = encode_frames(_predict_first(model, ctx.data, plan.data))
+        attrs["test_predictions"] = encode_frames(_predict(model, ctx, plan.data))
     return optuna.trial.create_trial(state=TrialState.COMPLETE, value=attrs["test_mse"],
                                      user_attrs=attrs, intermediate_values=curve)
 
@@ -187,14 +199,27 @@ def _fixed_run(fixed: FixedPlan, ctx: _Context) -> tuple[FrozenTrial, Any]:
     return trial, model
 
 
+def _now() -> str:
+    return datetime.datetime.now().isoformat()
+
+
+def _strip_sequences(data: Any) -> dict[str, Any]:
+    """The test sequences the report's strips show: three that move (:func:`moving_sequences`),
+    their indices and uint8 frames ``(3, T, C, H, W)``."""
+    test = data.split("test")
+    index = moving_sequences(test[:32].cpu().numpy())
+    return {"index": index, "frames": encode_frames(test[index].cpu())}
+
+
 @torch.no_grad()
-def _predict_first(model: torch.nn.Module, data: Any, spec: DataSpec) -> torch.Tensor:
-    """Closed-loop prediction of test sequence 0 as uint8 ``(n_out, C, H, W)``."""
+def _predict(model: torch.nn.Module, ctx: _Context, spec: DataSpec) -> torch.Tensor:
+    """Closed-loop predictions of the strip's test sequences as uint8 ``(S, n_out, C, H, W)``."""
     model.eval()
     device = next(model.parameters()).device
-    frames = data.split("test")[0:1].to(device).float().div(255.0)  # (1, T, C, H, W)
+    test = ctx.data.split("test")
+    frames = test[list(ctx.strip_index)].to(device).float().div(255.0)  # (S, T, C, H, W)
     predicted = model(frames[:, :spec.n_in], spec.n_out).frames.float().clamp(0.0, 1.0)
-    return predicted[0].mul(255.0).round().to(torch.uint8).cpu()  # (n_out, C, H, W)
+    return predicted.mul(255.0).round().to(torch.uint8).cpu()  # (S, n_out, C, H, W)
 
 
 # --------------------------------------------------------------------------- summary

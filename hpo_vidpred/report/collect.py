@@ -8,6 +8,7 @@ datasets and cells (studies are ordered by the fixed lists in :data:`ORDER`, unk
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
@@ -28,8 +29,8 @@ from ..store.records import (
     trial_mse,
 )
 
-__all__ = ["ORDER", "SearchStudy", "CompareStudy", "Collection", "collect", "rank", "retrain_frame",
-           "role_groups", "compute_hours"]
+__all__ = ["ORDER", "SearchStudy", "CompareStudy", "FixedStudy", "Collection", "collect", "rank",
+           "retrain_frame", "role_groups", "compute_hours", "training_interval", "overlaps"]
 
 # datasets, architectures, cells: the order of the report's sections and rows
 ORDER = (("mmnist", "kth", "kitti"), ("autoencoder", "prednet", "spatiotemporal"),
@@ -111,6 +112,18 @@ class CompareStudy:
 
 
 @dataclass
+class FixedStudy:
+    """A study of ``hpo fixed``."""
+
+    name: str
+    attrs: dict[str, Any]
+    trials: list[FrozenTrial]
+
+    def field(self, key: str) -> Any:
+        return self.attrs["spec"]["fixed"].get(key, "")
+
+
+@dataclass
 class Collection:
     """The studies a report covers."""
 
@@ -118,10 +131,27 @@ class Collection:
     pattern: str
     search: list[SearchStudy] = field(default_factory=list)
     compare: list[CompareStudy] = field(default_factory=list)
+    fixed: list[FixedStudy] = field(default_factory=list)
     other: list[tuple[str, str, int]] = field(default_factory=list)  # name, kind, trials
+    _overlaps: Optional[dict[int, int]] = field(default=None, repr=False)
+
+    def overlap(self, trial: FrozenTrial) -> Optional[int]:
+        """How many other runs of this store trained beside ``trial`` on its machine (None:
+        unknown); see :func:`overlaps`."""
+        if self._overlaps is None:
+            self._overlaps = overlaps(self)
+        return self._overlaps.get(id(trial))
 
     def search_study(self, name: str) -> Optional[SearchStudy]:
         return next((s for s in self.search if s.name == name), None)
+
+    def studies(self) -> list[SearchStudy | CompareStudy | FixedStudy]:
+        """Every search, comparison and fixed study."""
+        return [*self.search, *self.compare, *self.fixed]
+
+    def datasets(self) -> list[str]:
+        """The datasets of the collected studies, in :data:`ORDER`."""
+        return sorted({s.field("data") for s in self.studies()}, key=lambda d: (rank(d), d))
 
 
 def collect(storage: Any, url: str, pattern: str = "*") -> Collection:
@@ -137,6 +167,8 @@ def collect(storage: Any, url: str, pattern: str = "*") -> Collection:
         elif kind == "compare":
             store.compare.append(CompareStudy(name, attrs, trials))
         else:
+            if kind == "fixed":
+                store.fixed.append(FixedStudy(name, attrs, trials))
             store.other.append((name, kind, len(trials)))
     store.search.sort(key=lambda s: (rank(s.field("data"), s.field("arch")), s.name))
     store.compare.sort(key=lambda c: (rank(c.field("data"), c.field("arch")), c.name))
@@ -144,7 +176,7 @@ def collect(storage: Any, url: str, pattern: str = "*") -> Collection:
 
 
 # --------------------------------------------------------------------------- comparisons
-_ATTRS = ("n_params", "step_ms", "train_seconds", "source", "source_study")
+_ATTRS = ("n_params", "step_ms", "train_seconds", "device", "source", "source_study")
 
 
 def retrain_frame(compare: CompareStudy) -> pd.DataFrame:
@@ -191,3 +223,44 @@ def compute_hours(trials: Iterable[FrozenTrial]) -> tuple[float, float]:
     on_cpu = frame["cpu"].astype(bool)
     cpu, gpu = float(frame.loc[on_cpu, "seconds"].sum()), float(frame.loc[~on_cpu, "seconds"].sum())
     return cpu / 3600, gpu / 3600
+
+
+# --------------------------------------------------------------------------- timings
+def _when(value: Any) -> Optional[_dt.datetime]:
+    try:
+        return _dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def training_interval(trial: FrozenTrial) -> Optional[tuple[str, _dt.datetime, _dt.datetime]]:
+    """(host, start, end) of the run behind ``trial``: a comparison retrain records ``started``
+    and ``finished``; a search or fixed trial ran from its start to its completion (host from its
+    ``worker``, ``""`` when unknown). None when the store does not say (older comparisons, whose
+    trials were added in one step)."""
+    a = trial.user_attrs
+    host = str(a.get("host") or a.get("worker") or "").split(":")[0]
+    if "started" in a and "finished" in a:
+        start, end = _when(a["started"]), _when(a["finished"])
+    elif "role" in a:  # a comparison retrain of an older store: added, not timed
+        return None
+    else:
+        start, end = trial.datetime_start, trial.datetime_complete
+    if start is None or end is None or end <= start:
+        return None
+    return host, start, end
+
+
+def overlaps(store: Collection) -> dict[int, int]:
+    """``id(trial)`` -> how many other runs of the collected studies trained on the same machine
+    at the same time (a host the store does not name counts as the same machine), for every
+    trial whose interval is known. A comparison's fixed role and the ``hpo fixed`` trial it
+    reuses are one run."""
+    trials = [t for s in store.studies() for t in s.trials]
+    intervals = {id(t): iv for t in trials if (iv := training_interval(t)) is not None}
+    runs = list({(s, e): (h, s, e) for h, s, e in intervals.values()}.values())
+    out = {}
+    for key, (host, start, end) in intervals.items():
+        out[key] = sum(1 for h, s, e in runs if s < end and start < e and (s, e) != (start, end)
+                       and (h == host or not h or not host))
+    return out

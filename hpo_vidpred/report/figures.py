@@ -3,8 +3,11 @@
 Every figure uses only scatter and bar traces, so the pages work with plotly.js's small "basic"
 bundle (see :mod:`hpo_vidpred.report.render`); parallel coordinates are drawn as lines over
 normalised axes instead of plotly's WebGL ``parcoords`` trace, which also renders without a GPU.
-The MSE-per-step figure draws the trivial predictors the study recorded as dotted lines; the strip
-adds copy-last (the last input frame repeated) above the models' predictions.
+Every figure that shows validation or test MSE draws the trivial predictors the study recorded,
+each in its own line style (:data:`TRIVIAL_STYLE`) with a legend entry; a predictor far from the
+trials is left off the axis (named in the legend) rather than squeezing them into a corner. The
+strips add copy-last (the last input frame repeated) above the models' predictions, each
+prediction with its per-frame MSE and an ``|error|`` row.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import optuna
@@ -23,13 +26,15 @@ from plotly.colors import sample_colorscale
 
 from ..search_space import param_base
 from ..store.records import TRIVIAL, decode_frames, trained_params, trial_cell
-from ..strip import frame_rows
+from ..strip import error_frames, frame_mse, frame_rows
 from .collect import CompareStudy, SearchStudy, rank, role_groups
+from .studies import held_back
 
 _CELL_COLORS = {"convlstm": "#1f77b4", "stlstm": "#d62728"}
 
-__all__ = ["study_figures", "steps_figure", "prediction_strip_image", "parallel_figure",
-           "fronts_figure", "front_groups"]
+__all__ = ["study_figures", "steps_figure", "prediction_strips", "parallel_figure",
+           "fronts_figure", "front_groups", "history_figure", "curves_figure", "TRIVIAL_STYLE",
+           "STRIP_SIDE"]
 
 _LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=30, t=50, b=50))
 _ROLE_NAMES = {"fixed": "fixed", "optimized": "tuned"}
@@ -50,35 +55,172 @@ def _quiet(make, *args: Any, **kwargs: Any) -> Optional[go.Figure]:
         optuna.logging.set_verbosity(level)
 
 
-def study_figures(s: SearchStudy) -> list[tuple[str, go.Figure]]:
-    """(title, figure) for one search study: optimization history, hyperparameter importance
-    (PED-ANOVA, Optuna 5's default), parallel coordinates, intermediate values."""
+TRIVIAL_STYLE = {  # one look per trivial predictor, the same in every figure
+    "black": dict(color="#111111", dash="dot", width=1.5),
+    "copy_last": dict(color="#8c564b", dash="dash", width=1.5),
+    "mean_input": dict(color="#9467bd", dash="dashdot", width=1.5),
+}
+
+
+def study_figures(s: SearchStudy) -> tuple[list[tuple[str, go.Figure]], list[str]]:
+    """(title, figure) for one search study -- optimization history (pruned trials at their last
+    validation MSE), Pareto front, hyperparameter importance (PED-ANOVA, Optuna 5's default),
+    parallel coordinates, learning curves -- and a line for each figure held back because the
+    data cannot support it (too few complete trials)."""
     from optuna import visualization as vis
     from optuna.importance import PedAnovaImportanceEvaluator
 
     complete = [t for t in s.trials if t.state == TrialState.COMPLETE]
     goals = s.objectives
     target = {} if len(goals) == 1 else {"target": lambda t: t.values[0]}  # the first objective
-    out: list[tuple[str, Optional[go.Figure]]] = [
-        ("optimization history", _quiet(vis.plot_optimization_history, s.study,
-                                        target_name=goals[0], **target))]
-    if len(goals) in (2, 3) and complete:
+    notes: list[str] = []
+    out: list[tuple[str, Optional[go.Figure]]] = [("optimization history", history_figure(s))]
+    if len(goals) == 2 and complete:  # ours: the trivial predictors, no colour bars
+        out.append((f"Pareto front of {', '.join(goals)}", fronts_figure([s])))
+    elif len(goals) == 3 and complete:
         out.append((f"Pareto front of {', '.join(goals)}",
                     _quiet(vis.plot_pareto_front, s.study, target_names=list(goals))))
-    if len(complete) >= 2 and s.spec["search_space"]["params"]:
-        out.append(("hyperparameter importance (PED-ANOVA)", _quiet(
-            vis.plot_param_importances, s.study, evaluator=PedAnovaImportanceEvaluator(),
-            target_name=goals[0], **target)))
-    out.append(("parallel coordinates", parallel_figure(s)))
-    if any(t.intermediate_values for t in s.trials):
-        out.append(("intermediate values (val_mse per epoch)",
-                    _quiet(vis.plot_intermediate_values, s.study)))
+    if s.spec["search_space"]["params"]:
+        hold = held_back(s, "hyperparameter importance")
+        if hold:
+            notes.append(hold)
+        else:
+            out.append(("hyperparameter importance (PED-ANOVA)", _quiet(
+                vis.plot_param_importances, s.study, evaluator=PedAnovaImportanceEvaluator(),
+                target_name=goals[0], **target)))
+    if len(complete) >= 2:
+        out.append(("parallel coordinates", parallel_figure(s)))
+    else:
+        notes.append(f"parallel coordinates held back: {len(complete)} complete trial(s); "
+                     "they need two to draw a line between")
+    out.append(("learning curves (val_mse per epoch)", curves_figure(s)))
     figures = []
     for title, fig in out:
         if fig is not None:
             fig.update_layout(**_LAYOUT, title=f"{s.name}: {title}")
             figures.append((title, fig))
-    return figures
+    return figures, notes
+
+
+def _padded(values: Sequence[float]) -> tuple[float, float]:
+    """An axis range around ``values`` with 8% to spare; one value (or several equal ones) gets a
+    range of +-10% around it, never one that straddles zero for a positive quantity."""
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.08 if hi > lo else (abs(hi) * 0.1 or 1e-3)
+    low = lo - pad
+    return (max(low, lo / 2) if lo > 0 else low), hi + pad
+
+
+def _add_trivial(fig: go.Figure, baselines: Optional[Mapping[str, Any]], values: Sequence[float],
+                 span: tuple[float, float], vertical: bool = False) -> tuple[float, float]:
+    """Each trivial predictor's MSE as a line across ``span`` (of the other axis) with its own
+    style and legend entry, where it lies near ``values``; the range of the value axis that
+    shows the values and those lines. Predictors far off (beyond twice the values' spread) are
+    named in the legend instead, so that they do not squeeze the trials into a corner."""
+    lo, hi = _padded(values)
+    reach = max(hi - lo, abs(hi) * 0.2) * 2
+    shown = list(values)
+    for name, label in TRIVIAL.items():
+        mse = ((baselines or {}).get(name) or {}).get("mse")
+        if mse is None:
+            continue
+        near = lo - reach <= mse <= hi + reach
+        line = dict(x=[mse, mse], y=list(span)) if vertical else dict(x=list(span), y=[mse, mse])
+        fig.add_trace(go.Scatter(
+            **line, mode="lines", line=TRIVIAL_STYLE[name], hoverinfo="name",
+            name=f"{label} (trivial) {mse:.3g}" + ("" if near else ", off the axis"),
+            visible=True if near else "legendonly"))
+        shown += [mse] if near else []
+    return _padded(shown)
+
+
+def _trial_curve(t: Any) -> list[tuple[int, float]]:
+    """(epoch, val_mse) of a trial: its reported values, else the curve it kept
+    (``val_mse_curve`` of multi-objective studies, ``curves`` of newer stores)."""
+    if t.intermediate_values:
+        return sorted((int(k), float(v)) for k, v in t.intermediate_values.items()
+                      if v is not None and math.isfinite(v))
+    curve = t.user_attrs.get("val_mse_curve") or (t.user_attrs.get("curves") or {}).get(
+        "val_mse") or []
+    return [(i + 1, float(v)) for i, v in enumerate(curve) if v is not None and math.isfinite(v)]
+
+
+def history_figure(s: SearchStudy) -> Optional[go.Figure]:
+    """The first objective of every finished trial by trial number: complete trials, pruned
+    trials at the last validation MSE they reported, the best so far, the trivial predictors;
+    failed trials named in the title. Axes fit the data (one trial: +-10% around it)."""
+    goal = s.objectives[0]
+    sign = -1 if s.study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+    complete = sorted((t for t in s.trials if t.state == TrialState.COMPLETE and t.values),
+                      key=lambda t: t.number)
+    pruned = [(t.number, _trial_curve(t)[-1][1]) for t in s.trials
+              if t.state == TrialState.PRUNED and _trial_curve(t)]
+    failed = [t.number for t in s.trials if t.state == TrialState.FAIL]
+    if not complete and not pruned:
+        return None
+    fig = go.Figure()
+    values = [t.values[0] for t in complete]
+    numbers = [t.number for t in complete]
+    fig.add_trace(go.Scatter(x=numbers, y=values, mode="markers", name=f"complete ({len(values)})",
+                             marker=dict(color="#1f77b4", size=8)))
+    if pruned:
+        fig.add_trace(go.Scatter(
+            x=[n for n, _ in pruned], y=[v for _, v in pruned], mode="markers",
+            name=f"pruned ({len(pruned)}): last val_mse",
+            marker=dict(color="#999", size=8, symbol="circle-open", line=dict(width=2))))
+    if values:
+        best = list(np.minimum.accumulate(np.array(values) * sign) * sign)
+        fig.add_trace(go.Scatter(x=numbers, y=best, mode="lines", name="best so far",
+                                 line=dict(color="#d62728", shape="hv", width=2)))
+    every = values + [v for _, v in pruned]
+    last = max(t.number for t in s.trials) if s.trials else 0
+    span = (-0.5, last + 0.5)
+    y_range = (_add_trivial(fig, s.baselines, every, span) if goal == "val_mse"
+               else _padded(every))
+    title = f" (failed, no value: trial{'s' if len(failed) > 1 else ''} " + ", ".join(
+        map(str, failed[:10])) + ")" if failed else ""
+    fig.update_layout(title=f"{s.name}: optimization history{title}", xaxis_title="trial",
+                      yaxis_title=goal, legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(range=list(span), dtick=max(1, round(last / 10)))
+    fig.update_yaxes(range=list(y_range))
+    return fig
+
+
+def curves_figure(s: SearchStudy) -> Optional[go.Figure]:
+    """Validation MSE per epoch of every trial with a curve: complete trials blue, pruned ones
+    grey and dotted, the best trial red; the trivial predictors as lines of their own styles."""
+    curves = [(t, _trial_curve(t)) for t in s.trials
+              if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    curves = [(t, c) for t, c in curves if c]
+    if not curves:
+        return None
+    front = s.front()
+    best = front[0].number if front else None
+    fig = go.Figure()
+    shown: set[str] = set()
+    for t, curve in sorted(curves, key=lambda tc: tc[0].number == best):
+        group = ("best" if t.number == best else
+                 "complete" if t.state == TrialState.COMPLETE else "pruned")
+        style = {"best": dict(color="#d62728", width=3),
+                 "complete": dict(color="rgba(31,119,180,0.55)", width=1.5),
+                 "pruned": dict(color="rgba(120,120,120,0.6)", width=1, dash="dot")}[group]
+        count = sum(1 for u, _ in curves if u.state == t.state and u.number != best)
+        name = {"best": f"best: trial {best}", "complete": f"complete ({count})",
+                "pruned": f"pruned ({count})"}[group]
+        fig.add_trace(go.Scatter(
+            x=[e for e, _ in curve], y=[v for _, v in curve], mode="lines+markers",
+            line=style, marker=dict(size=4, color=style["color"]), name=name, legendgroup=group,
+            showlegend=group not in shown, hovertemplate=f"trial {t.number}<br>epoch %{{x}}: "
+                                                         "%{y:.5g}<extra></extra>"))
+        shown.add(group)
+    epochs = [e for _, c in curves for e, _ in c]
+    span = (min(epochs) - 0.2, max(epochs) + 0.2)
+    y_range = _add_trivial(fig, s.baselines, [v for _, c in curves for _, v in c], span)
+    fig.update_layout(xaxis_title="epoch", yaxis_title="val_mse",
+                      legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(range=list(span), dtick=1)
+    fig.update_yaxes(range=list(y_range))
+    return fig
 
 
 def _axis_position(value: Any, p: Mapping[str, Any]) -> Optional[float]:
@@ -128,7 +270,8 @@ def parallel_figure(s: SearchStudy) -> Optional[go.Figure]:
     fig.add_trace(go.Scatter(
         x=["val_mse"] * len(values), y=list(scaled), mode="markers", showlegend=False,
         marker=dict(color=values, colorscale="Viridis", showscale=True, size=6,
-                    colorbar=dict(title="val_mse")), hoverinfo="skip"))
+                    cmin=lo if hi > lo else lo * 0.9, cmax=hi if hi > lo else hi * 1.1,
+                    colorbar=dict(title=s.objectives[0])), hoverinfo="skip"))
     for k in axes:
         p = param(k) if k != axes[-1] else None
         low, high = (f"{lo:.3g}", f"{hi:.3g}") if p is None else (
@@ -165,8 +308,8 @@ def _non_dominated(points: list[tuple[float, float, Any]], signs: tuple[int, int
 def fronts_figure(studies: list[SearchStudy]) -> Optional[go.Figure]:
     """Quality against cost per cell (the seed's second question): every complete trial faint,
     each cell's Pareto front as a line (non-dominated among that cell's trials, so a study that
-    sampled the cell shows both), the trivial predictors as dotted lines when the first
-    objective is ``val_mse``."""
+    sampled the cell shows both), the trivial predictors as lines of their own styles when the
+    first objective is ``val_mse``."""
     goals = studies[0].objectives
     signs = tuple(-1 if d == optuna.study.StudyDirection.MAXIMIZE else 1
                   for d in studies[0].study.directions)
@@ -192,13 +335,13 @@ def fronts_figure(studies: list[SearchStudy]) -> Optional[go.Figure]:
             text=[f"trial {p[2].number}: " + ", ".join(
                 f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in trained_params(p[2]).items()) for p in front]))
-    if goals[0] == "val_mse":
-        for name, label in TRIVIAL.items():
-            mse = ((studies[0].baselines or {}).get(name) or {}).get("mse")
-            if mse is not None:
-                fig.add_vline(x=mse, line=dict(dash="dot", color="#999", width=1),
-                              annotation_text=f"{label} {mse:.3g}",
-                              annotation_position="top left")
+    x_values = [p[0] for points in per_cell.values() for p in points]
+    y_values = [p[1] for points in per_cell.values() for p in points]
+    y_range = _padded(y_values)
+    x_range = (_add_trivial(fig, studies[0].baselines, x_values, y_range, vertical=True)
+               if goals[0] == "val_mse" else _padded(x_values))
+    fig.update_xaxes(range=list(x_range))
+    fig.update_yaxes(range=list(y_range))
     s0 = studies[0]
     fig.update_layout(**_LAYOUT, title=f"{s0.field('data')} / {s0.field('arch')} "
                       f"({s0.field('budget')}): {goals[1]} against {goals[0]} per cell",
@@ -226,7 +369,7 @@ def steps_figure(c: CompareStudy) -> Optional[go.Figure]:
         if steps:
             fig.add_trace(go.Scatter(x=list(range(1, len(steps) + 1)), y=list(steps),
                                      mode="lines", name=f"{label} (trivial)",
-                                     line=dict(dash="dot", color="#999", width=1)))
+                                     line=TRIVIAL_STYLE[name]))
     fig.update_layout(**_LAYOUT, title=f"{c.field('data')} / {c.field('arch')}: test MSE per "
                       "future step (published defaults vs tuned)",
                       xaxis_title="future step", yaxis_title="MSE per pixel")
@@ -234,28 +377,59 @@ def steps_figure(c: CompareStudy) -> Optional[go.Figure]:
     return fig
 
 
-def prediction_strip_image(c: CompareStudy, n_in: int) -> Optional[Image.Image]:
-    """Test sequence 0: input | truth | copy-last | fixed | tuned prediction for each cell (first
-    seed); copy-last is the last input frame repeated, the trivial predictor to beat."""
-    if "test_frames" not in c.attrs:
-        return None
-    frames = decode_frames(c.attrs["test_frames"])  # (T, C, H, W) float32 in [0, 1]
-    truth = frames[n_in:]
-    rows: list[tuple[str, Any]] = [("input", frames[:n_in]), ("truth", truth)]
-    predictions = sorted(groups_with_predictions(c).items(),
-                         key=lambda kv: (rank(cell=kv[0][0]), kv[0][0], kv[0][1] != "fixed"))
-    if predictions and n_in > 0 and len(truth):
-        rows.append(("copy-last", np.repeat(frames[n_in - 1:n_in], len(truth), axis=0)))
-    for (cell, role), encoded in predictions:
-        rows.append((f"{cell}\n{_ROLE_NAMES[role]}", decode_frames(encoded)))
-    return frame_rows(rows) if predictions else None
+STRIP_SIDE = 96  # pixels a frame is scaled up to (at least), so that a digit can be seen
 
 
-def groups_with_predictions(c: CompareStudy) -> dict[tuple[str, str], Mapping[str, Any]]:
-    """(cell, role) -> the stored test prediction of the lowest seed that has one."""
-    out = {}
-    for key, trials in role_groups(c).items():
-        withp = [t for t in trials if "test_prediction" in t.user_attrs]
-        if withp:
-            out[key] = withp[0].user_attrs["test_prediction"]
-    return out
+def prediction_strips(c: CompareStudy) -> list[tuple[int, Image.Image]]:
+    """(test sequence index, image) for each test sequence the comparison kept (three that move;
+    one, sequence 0, in older stores): rows input and truth with frame numbers, copy-last (the
+    trivial predictor to beat) and, per cell and role (first seed), the prediction with each
+    frame's MSE under it and its ``|error|`` (black 0, pale yellow 1). Empty without
+    predictions."""
+    frames, index, predictions = _strip_frames(c)
+    if not predictions:
+        return []
+    n_in = c.n_in
+    images = []
+    for s, number in enumerate(index):
+        sequence = frames[s]  # (T, C, H, W)
+        truth = sequence[n_in:]
+        copy_last = np.repeat(sequence[n_in - 1:n_in], len(truth), axis=0)
+        rows: list[tuple] = [
+            ("input", sequence[:n_in], [f"t={k + 1}" for k in range(n_in)]),
+            ("truth", truth, [f"t={n_in + k + 1}" for k in range(len(truth))]),
+            ("copy-last", copy_last, _mse_captions(copy_last, truth))]
+        for (cell, role), predicted in predictions:
+            rows.append((f"{cell}\n{_ROLE_NAMES[role]}", predicted[s],
+                         _mse_captions(predicted[s], truth)))
+            rows.append(("|error|", error_frames(predicted[s], truth)))
+        images.append((number, frame_rows(rows, min_side=STRIP_SIDE, font_size=12)))
+    return images
+
+
+def _mse_captions(predicted: np.ndarray, truth: np.ndarray) -> list[str]:
+    return [f"MSE {m:.4f}" for m in frame_mse(predicted, truth)]
+
+
+def _strip_frames(c: CompareStudy) -> tuple[np.ndarray, list[int], list[tuple[tuple, Any]]]:
+    """The kept test sequences ``(S, T, C, H, W)``, their indices and, per (cell, role) in
+    report order, the first seed's predictions ``(S, n_out, C, H, W)``."""
+    groups = sorted(role_groups(c).items(),
+                    key=lambda kv: (rank(cell=kv[0][0]), kv[0][0], kv[0][1] != "fixed"))
+    if "test_sequences" in c.attrs:  # three sequences
+        frames = decode_frames(c.attrs["test_sequences"]["frames"])
+        index, key = list(c.attrs["test_sequences"]["index"]), "test_predictions"
+        decode = decode_frames
+    elif "test_frames" in c.attrs:  # older stores: sequence 0
+        frames, index, key = decode_frames(c.attrs["test_frames"])[None], [0], "test_prediction"
+
+        def decode(encoded: Mapping[str, Any]) -> np.ndarray:
+            return decode_frames(encoded)[None]
+    else:
+        return np.zeros((0,)), [], []
+    predictions = []
+    for group, trials in groups:
+        kept = [t for t in trials if key in t.user_attrs]
+        if kept:
+            predictions.append((group, decode(kept[0].user_attrs[key])))
+    return frames, index, predictions

@@ -1,7 +1,12 @@
 """The report's tables about search studies: outcomes, compute, best configurations and each
 study's hyperparameters -- scientific (architecture, cell), nuisance (everything else searched)
 and fixed -- with a warning where a best value sits at the edge of its range (STYLE.md, "Running
-studies fairly")."""
+studies fairly").
+
+Statistics that need many trials are held back below :data:`MIN_COMPLETE` complete trials, with
+a line that says so: with a handful of trials the best one sits at an edge of some range by
+chance, and importance estimates are noise.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +19,28 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..search_space import TRAIN_KEYS, param_base
 from ..store.records import (TRIVIAL, judge, params_text, study_budget, trained_params, trial_cell,
-                             trial_counts)
+                             trial_counts, trial_metrics, verdict_text)
 from .collect import SearchStudy, Collection, compute_hours
-from .tables import NO_BASELINES, Table, fmt, fmt_int, not_learned, num, verdict_cells
+from .tables import NO_BASELINES, SKILL_NOTE, Table, fmt, fmt_int, num, verdict_cells
 
-__all__ = ["EDGE_SHARE", "edge_warnings", "outcome_shares", "best_config_table",
-           "front_table", "studies_table", "study_tables"]
+__all__ = ["EDGE_SHARE", "MIN_COMPLETE", "edge_warnings", "outcome_shares", "best_config_table",
+           "front_table", "studies_table", "study_tables", "held_back"]
 
 EDGE_SHARE = 0.05  # the outer share of a float range that counts as its edge
-_SKILL = ("skill = 1 - val_mse / the best trivial predictor's val_mse (black, copy-last, "
-          "mean-input, scored on the same validation frames); NOT LEARNED: not at least 10% "
-          "below it; '-': no baselines recorded")
+MIN_COMPLETE = 10  # complete trials below which edge warnings and importance are held back
+_SKILL = ("trivial predictors: black, copy-last, mean-input, scored on the same validation "
+          f"frames; {SKILL_NOTE}; '-': no baselines recorded")
+
+
+def held_back(s: SearchStudy, what: str) -> Optional[str]:
+    """``"<what> held back: 1 complete trial, fewer than 10 ..."`` when the study has fewer than
+    :data:`MIN_COMPLETE` complete trials, else None."""
+    n = sum(1 for t in s.trials if t.state == TrialState.COMPLETE)
+    if n >= MIN_COMPLETE:
+        return None
+    return (f"{what} held back: {n} complete trial{'s' if n != 1 else ''}, fewer than "
+            f"{MIN_COMPLETE}; with so few, the best trial lands on a range's edge and one "
+            "hyperparameter looks important by chance")
 
 
 def edge_warnings(space: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
@@ -79,9 +95,10 @@ def best_config_table(store: Collection) -> Optional[Table]:
         for cell, t in s.best_per_cell().items():
             params = params_text(t, num)
             rows.append([s.field("data"), s.field("arch"), str(cell), s.name, str(t.number),
-                         fmt(s.mse(t), ".4g"), *verdict_cells(s.mse(t), s.baselines),
+                         fmt(s.mse(t), ".4g"), *verdict_cells(trial_metrics(t), s.baselines),
                          fmt_int(t.user_attrs.get("n_params")), params])
-            line = not_learned(f"{s.name} {cell} trial {t.number}", s.mse(t), s.baselines)
+            line = verdict_text(f"{s.name} {cell} trial {t.number}", trial_metrics(t),
+                                s.baselines)
             notes += [line] if line else []
     if not rows:
         return None
@@ -106,21 +123,22 @@ def studies_table(store: Collection) -> Optional[Table]:
         o = outcome_shares(s.trials)
         cpu, gpu = compute_hours(s.trials)
         front = s.front()
-        best = s.mse(front[0]) if front else None
+        metrics = trial_metrics(front[0]) if front else {"mse": None}
         rows.append([s.name, s.field("cell") or "searched", s.field("budget"),
-                     s.field("sampler"), s.field("pruner"), str(o["finished"]),
-                     str(o["complete"]), f"{o['pruned_pct']:.0f}%", f"{o['failed_pct']:.0f}%",
-                     f"{o['diverged_pct']:.0f}%", f"{cpu:.3f}", f"{gpu:.3f}", fmt(best, ".4g"),
-                     *verdict_cells(best, s.baselines)])
+                     f"{s.field('sampler')}, {s.field('pruner')}", str(o["finished"]),
+                     str(o["complete"]), f"{o['pruned_pct']:.0f}% / {o['failed_pct']:.0f}% / "
+                     f"{o['diverged_pct']:.0f}%", f"{cpu:.3f} / {gpu:.3f}",
+                     fmt(metrics["mse"], ".4g"), *verdict_cells(metrics, s.baselines)])
     if not rows:
         return None
     return Table("studies", "Search studies: outcomes and compute", pd.DataFrame(rows, columns=[
-        "study", "cell", "budget", "sampler", "pruner", "finished", "complete", "pruned",
-        "failed", "diverged", "CPU h", "GPU h", "best val_mse", "skill", "learned"]),
+        "study", "cell", "budget", "sampler, pruner", "finished", "complete",
+        "pruned / failed / diverged", "CPU h / GPU h", "best val_mse", "skill", "learned"]),
         "hpo run --arch ARCH --data DATA [--cell CELL] --trials N --budget B (per study: its "
         "section below)",
-        ["shares of finished trials; diverged trials are failed trials with a non-finite loss",
-         _SKILL], section="studies")
+        ["pruned / failed / diverged: shares of finished trials; diverged trials are failed "
+         "trials with a non-finite loss; CPU h / GPU h: train_seconds of every trial by the "
+         "device it ran on", _SKILL], section="studies")
 
 
 def _describe_param(p: Mapping[str, Any]) -> str:
@@ -156,7 +174,9 @@ def study_tables(store: Collection, s: SearchStudy) -> list[Table]:
             values.append(f"{cell}: {num(value) if value != '' else '-'}")
         role = "scientific" if name == "cell" else "nuisance"
         rows.append([name, role, "searched " + _describe_param(p), "; ".join(values), ""])
-    for cell, t in best.items():
+    hold = held_back(s, "edge warnings")
+    notes += [hold] if hold else []
+    for cell, t in best.items() if not hold else ():
         for warning in edge_warnings(space, trained_params(t)):
             notes.append(f"WARNING ({cell} best, trial {t.number}): {warning}: the range was "
                          "probably too narrow; widen it and search again")
@@ -205,7 +225,7 @@ def front_table(store: Collection, s: SearchStudy) -> Table:
     for t in s.front():
         params = params_text(t, num)
         rows.append([str(t.number), str(trial_cell(t) or "-"),
-                     *(num(v) for v in t.values), *verdict_cells(s.mse(t), s.baselines),
+                     *(num(v) for v in t.values), *verdict_cells(trial_metrics(t), s.baselines),
                      fmt_int(t.user_attrs.get("n_params")), params])
     return Table(f"front-{s.name}", f"Study {s.name}: Pareto front of "
                  f"{', '.join(s.objectives)}", pd.DataFrame(rows, columns=[
@@ -225,8 +245,8 @@ def _skill_notes(s: SearchStudy, best: Mapping[str, FrozenTrial]) -> list[str]:
     out = []
     for cell, t in best.items():
         v = judge(s.mse(t), s.baselines)
-        line = not_learned(f"{cell} best, trial {t.number}, val_mse {s.mse(t):.4g}", s.mse(t),
-                           s.baselines)
+        line = verdict_text(f"{cell} best, trial {t.number}, val_mse {s.mse(t):.4g}",
+                            trial_metrics(t), s.baselines)
         out.append(line or (
             f"{cell} best, trial {t.number}: val_mse {s.mse(t):.4g}, skill {fmt(v['skill'], '.3g')} "
             f"against the trivial predictors on the {split} split (= " + ", ".join(

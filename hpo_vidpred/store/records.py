@@ -429,8 +429,8 @@ def verdict_text(what: str, metrics: Mapping[str, Any],
     """A model's verdict in words, or None when it learned and no trivial predictor beats it on
     any metric (or nothing can be judged): ``NOT LEARNED: <what> (skill 0.04): it does not beat
     copying the last frame by 10% in MSE (= 0.91x black, 0.96x copy-last)``, and/or ``LOST
-    STRUCTURE: <what>: predicting all-black frames beats it on SSIM (0.737 vs 0.726) ...``, with
-    a plain sentence when its SSIM is below black frames'."""
+    STRUCTURE: <what>: trivial predictors score better on SSIM (its 0.726; black 0.737) ...``,
+    with a plain sentence when a low MSE came with an SSIM below black frames'."""
     v = judge_metrics(metrics, baselines)
     if v["ok"] is None or v["ok"]:
         return None
@@ -441,16 +441,16 @@ def verdict_text(what: str, metrics: Mapping[str, Any],
         lines.append(f"NOT LEARNED: {what} (skill {v['skill']:.3g}): it does not beat "
                      f"{BEATING[v['best_trivial']]} by {LEARNED_MARGIN:.0%} in MSE (= {ratios})")
     if v["beaten"]:
-        by: dict[str, list[str]] = {}
-        for metric, who in v["beaten"].items():
-            for name, value in who:
-                by.setdefault(name, []).append(
-                    f"{metric.upper()} ({value:.4g} vs {metrics[metric]:.4g})")
-        beats = "; ".join(f"{BEATING[n]} beats it on " + " and ".join(m) for n, m in by.items())
-        text = ("" if lines else f"LOST STRUCTURE: {what}: ") + beats
+        beats = " and ".join(
+            f"{metric.upper()} (its {metrics[metric]:.4g}; " + ", ".join(
+                f"{TRIVIAL[n]} {value:.4g}" for n, value in who) + ")"
+            for metric, who in v["beaten"].items())
+        text = ("" if lines else f"LOST STRUCTURE: {what}: ") + \
+            f"trivial predictors score better on {beats}"
         if v["lost_structure"]:
             text += (". Its low MSE came with lost structure: an SSIM below black frames' means "
-                     "it predicts a blur that minimizes MSE, not the moving shapes")
+                     "it predicts a blur that minimizes MSE, not the moving shapes"
+                     if v["learned"] else ", its SSIM even below black frames'")
         lines.append(text)
     return "; ".join(lines)
 

@@ -29,8 +29,10 @@ def test_each_retrain_is_tested_once_and_recorded(matrix: dict) -> None:
     assert compare.user_attrs["kind"] == "compare"
     assert compare.user_attrs["spec"]["compare"] == {"arch": "autoencoder", "data": "mmnist",
                                                      "budget": "smoke"}
-    frames = decode_frames(compare.user_attrs["test_frames"])
-    assert frames.shape == (4, 1, 16, 16)  # test sequence 0: 2 inputs + 2 future frames
+    strip = compare.user_attrs["test_sequences"]  # three test sequences that move
+    frames = decode_frames(strip["frames"])
+    assert frames.shape == (3, 4, 1, 16, 16) and len(set(strip["index"])) == 3  # 2 in + 2 out
+    assert all(np.abs(np.diff(f, axis=0)).mean() > 0 for f in frames)
     for t in compare.trials:
         a = t.user_attrs
         assert t.state == TrialState.COMPLETE and t.value == a["test_mse"]
@@ -39,9 +41,10 @@ def test_each_retrain_is_tested_once_and_recorded(matrix: dict) -> None:
         assert a["test_mse"] == pytest.approx(sum(a["test_mse_per_step"]) / 2)
         assert a["stop_reason"] == "completed" and a["epochs"] == 2  # full budget, no pruning
         assert a["n_params"] > 0 and a["step_ms"] > 0 and a["train_seconds"] > 0
-        assert ("test_prediction" in a) == (a["seed"] == 0)
+        assert ("test_predictions" in a) == (a["seed"] == 0)
         if a["seed"] == 0:
-            assert decode_frames(a["test_prediction"]).shape == (2, 1, 16, 16)
+            assert decode_frames(a["test_predictions"]).shape == (3, 2, 1, 16, 16)
+        assert a["started"] <= a["finished"] and a["host"]  # when and where it trained
         assert Path(matrix["root"], a["checkpoint"]).is_file() or Path(a["checkpoint"]).is_file()
         if a["role"] == "fixed":  # the fixed role is `hpo fixed`'s trial with that seed
             study, _, number = a["source_trial"].split(" ")

@@ -27,8 +27,8 @@ def test_the_verdict_names_each_metric_and_predictor_that_beat_a_model() -> None
     assert v["beaten"] == {"ssim": [("black", 0.737)], "mae": [("black", 0.026)]}
     assert verdict_label(v) == "LOST STRUCTURE (SSIM: black; MAE: black)"
     text = verdict_text("tuned", BLUR, BASELINES)
-    assert text.startswith("LOST STRUCTURE: tuned: predicting all-black frames beats it on SSIM "
-                           "(0.737 vs 0.726) and MAE (0.026 vs 0.0292)")
+    assert text.startswith("LOST STRUCTURE: tuned: trivial predictors score better on SSIM (its "
+                           "0.726; black 0.737) and MAE (its 0.0292; black 0.026)")
     assert "low MSE came with lost structure" in text and "below black frames'" in text
 
     assert verdict_label(judge_metrics(SHARP, BASELINES)) == "yes"
@@ -37,6 +37,11 @@ def test_the_verdict_names_each_metric_and_predictor_that_beat_a_model() -> None
     flat = {"mse": 0.0180, "mae": 0.0390, "ssim": 0.70}
     assert verdict_label(judge_metrics(flat, BASELINES)) == \
         "NOT LEARNED (MSE: black; SSIM: black; MAE: black, mean-input)"
+    assert verdict_text("fixed", flat, BASELINES) == (
+        "NOT LEARNED: fixed (skill 0.0625): it does not beat predicting all-black frames by 10% "
+        "in MSE (= 0.94x black, 0.65x copy-last, 0.81x mean-input); trivial predictors score "
+        "better on SSIM (its 0.7; black 0.737) and MAE (its 0.039; black 0.026, mean-input 0.03), "
+        "its SSIM even below black frames'")
     # older stores: metrics missing on either side are not judged
     assert verdict_label(judge_metrics({"mse": 0.011}, BASELINES)) == "yes"
     assert verdict_label(judge_metrics(BLUR, {"black": {"mse": 0.0192}})) == "yes"
