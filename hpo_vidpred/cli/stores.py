@@ -21,9 +21,10 @@ def report(
     from ..report import write_report
 
     summary = write_report(storage, out, studies)
-    typer.echo(f"wrote {summary['out']}/index.html (+ tables.md, tables.tex, results.csv, "
-               f"{len(summary['files'])} files): {summary['search_studies']} search studies, "
-               f"{summary['comparisons']} comparisons")
+    tables = ", ".join(f for f in ("tables.md", "tables.tex", "overview.csv", "results.csv")
+                       if f in summary["files"])
+    typer.echo(f"wrote {summary['out']}/index.html (+ {tables}, {len(summary['files'])} files): "
+               f"{summary['search_studies']} search studies, {summary['comparisons']} comparisons")
 
 
 @app.command()
