@@ -292,7 +292,8 @@ def _plan(table: Table, sampler: str, pruner: str, seed: int, scheduler: str = "
                      budget=study.get("budget", "small"), sampler=sampler, pruner=pruner,
                      scheduler=scheduler, seed=seed, epochs=table.epochs)
     return StudyPlan(spec=spec, space=table.space, data=DataSpec(), model=ModelSpec(),
-                     train=train, raw=(DataSpec(), ModelSpec(), train), sample_space=table.space)
+                     train=train, raw=(DataSpec(), ModelSpec(), train), sample_space=table.space,
+                     scheduler=scheduler)
 
 
 def _register_plain_tpe() -> None:
@@ -536,9 +537,12 @@ class DEHBSearch:
 def make_strategy(name: str, table: Table, seed: int, workers: int) -> Any:
     from hpo_vidpred.specs import StudySpec
 
+    from hpo_vidpred.jobs.samplers import resolve_scheduler
+
     default = StudySpec()  # what `hpo run` does without flags
     if name == "hpo-default":
-        return (PromoteSearch(table, default.sampler, seed) if default.scheduler == "promote"
+        return (PromoteSearch(table, default.sampler, seed)
+                if resolve_scheduler(default.scheduler, 1) == "promote"
                 else OptunaSearch(table, default.sampler, default.pruner, seed))
     if name == "promote" or name.startswith("promote:"):  # promote:eta=2,first=1,margin=0.1
         options = dict(kv.split("=") for kv in name.partition(":")[2].split(",") if kv)

@@ -135,7 +135,8 @@ class StudySpec:
     budget: str = "seed"  # smoke | small | seed | full (hpo_vidpred.budgets)
     sampler: str = "tpe"  # tpe (multivariate) | random | qmc | gp | cmaes
     pruner: str = "hyperband"  # hyperband | asha | median | none (the fifo scheduler's)
-    scheduler: str = "fifo"  # fifo (every trial trains to its end unless pruned) | promote
+    scheduler: str = "auto"  # fifo (every trial trains to its end unless pruned) | promote |
+    # auto: the default for one objective (DEFAULT_SCHEDULER), fifo for several
     search_space: str = ""  # search-space YAML file; "": studies/<arch>.yaml
     name: str = ""  # study name; "": {arch}-{data}, plus -{cell} when the cell is pinned
     data_dir: str = ""  # data root; "": the default (HPO_DATA_DIR or ./datasets)

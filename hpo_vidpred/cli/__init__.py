@@ -55,9 +55,10 @@ BUDGET = typer.Option("seed", help=f"compute per training run: {_choices(budgets
 SAMPLER = typer.Option("tpe", help=f"{_choices(SAMPLERS)} (tpe: multivariate)")
 PRUNER = typer.Option("hyperband", help=f"{_choices(PRUNERS)} (stops trials of the fifo "
                       "scheduler)")
-SCHEDULER = typer.Option("fifo", help="fifo: every trial trains to its end unless pruned | "
+SCHEDULER = typer.Option("auto", help="fifo: every trial trains to its end unless pruned | "
                          "promote: configurations train in segments, the best of each rung "
-                         "resumed to the next (--trials: configurations)")
+                         "resumed to the next | auto: the default for one objective, fifo for "
+                         "several (a study keeps the one it started with)")
 STORAGE = typer.Option(None, help="study store URL (default sqlite:///studies/hpo.db or "
                        "$HPO_STORAGE)")
 DATA_DIR = typer.Option(None, "--data-dir", help="data root (default ./datasets or "

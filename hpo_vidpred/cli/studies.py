@@ -19,8 +19,10 @@ GOAL_NAMES = "val_mse, val_ssim, ms_per_step, params"  # jobs/goals.py; a test c
 def run(
     arch: str = ARCH,
     data: str = DATA,
-    trials: int = typer.Option(20, help="finished trials of the study in total (all workers and "
-                               "machines); a rerun continues up to this number"),
+    trials: int = typer.Option(20, help="configurations the study tries in total (all workers "
+                               "and machines), one trial each: trained to the end (fifo) or up "
+                               "the rungs as far as they win (promote); a rerun continues up to "
+                               "this number"),
     timeout: Optional[float] = typer.Option(None, help="start no trial after this many seconds"),
     cell: Optional[str] = typer.Option(None, help=f"pin the recurrent cell ({_choices(CELLS)}); "
                                        "default: sampled"),

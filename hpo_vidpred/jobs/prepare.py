@@ -13,7 +13,7 @@ import optuna
 from ..errors import HpoError
 from ..store import mask_url, open_storage, study_lock
 from ..store.records import trial_counts
-from .search import StudyPlan, open_search_study
+from .search import StudyPlan, adopt_recorded, open_search_study
 
 __all__ = ["format_prepared", "prepare_study"]
 
@@ -27,7 +27,7 @@ def prepare_study(plan: StudyPlan, storage_url: str, trials: int) -> dict[str, A
     storage = open_storage(storage_url)
     with study_lock(storage, plan.name):
         existed = plan.name in optuna.get_all_study_names(storage)
-        study = open_search_study(plan, storage)
+        study = open_search_study(adopt_recorded(plan, storage), storage)
     counts = trial_counts(study.get_trials(deepcopy=False))
     return {"study": plan.name, "storage": mask_url(storage_url), "created": not existed,
             "target": trials, **counts}

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from .promote import Promotion
     from .search import StudyPlan
 
-__all__ = ["N_STARTUP", "PRUNERS", "SAMPLERS", "SCHEDULERS", "machine_index", "make_pruner",
-           "make_sampler", "make_scheduler"]
+__all__ = ["DEFAULT_SCHEDULER", "N_STARTUP", "PRUNERS", "SAMPLERS", "SCHEDULERS", "machine_index",
+           "make_pruner", "make_sampler", "make_scheduler", "resolve_scheduler"]
 
 # A sampler factory takes (study seed, this worker's seed, random startup trials, the names of
 # the sampled parameters in the search space's order).
@@ -32,6 +32,7 @@ SCHEDULERS: Registry[str] = Registry("scheduler")
 SCHEDULERS.register("fifo")("every trial trains to its end unless the pruner stops it")
 SCHEDULERS.register("promote")("configurations train in segments; the best of each rung are "
                                "resumed to the next")
+DEFAULT_SCHEDULER = "fifo"  # what --scheduler auto means for one objective (several: fifo)
 FIRST_RUNG = 1  # epochs of a configuration's first segment
 ETA = 3  # promotion keeps the best 1/ETA of each rung
 
@@ -125,7 +126,7 @@ def make_sampler(plan: StudyPlan, worker_seed: int) -> optuna.samplers.BaseSampl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = SAMPLERS.get(plan.spec.sampler)(plan.spec.seed, seed, N_STARTUP, names)
-    if plan.spec.scheduler == "promote" and isinstance(sampler, optuna.samplers.TPESampler):
+    if plan.scheduler == "promote" and isinstance(sampler, optuna.samplers.TPESampler):
         from .rung_tpe import RungTPESampler  # TPE learns from every rung (BOHB)
 
         return RungTPESampler(sampler, make_scheduler(plan).rungs, min_points=len(names) + 1)
@@ -146,6 +147,21 @@ def machine_index() -> int:
         if value.isdigit():
             return int(value)
     return 0
+
+
+def resolve_scheduler(name: str, objectives: int) -> str:
+    """The scheduler a study of ``objectives`` objectives runs with ``--scheduler name``
+    (``auto``: :data:`DEFAULT_SCHEDULER`, fifo for several objectives); an :class:`HpoError`
+    for promotion with several objectives (its rungs rank one value)."""
+    from ..errors import HpoError
+
+    if name == "auto":
+        return DEFAULT_SCHEDULER if objectives == 1 else "fifo"
+    SCHEDULERS.get(name)
+    if name == "promote" and objectives > 1:
+        raise HpoError("--scheduler promote ranks configurations by one objective; with "
+                       "several --objectives use --scheduler fifo")
+    return name
 
 
 def make_scheduler(plan: StudyPlan, configurations: int | None = None, *, eta: float = ETA,

@@ -52,7 +52,7 @@ from ..store.records import (
 )
 from ..strip import prediction_strip
 from .goals import GOALS, Guard, check_goals, trivial_floor, values_of
-from .samplers import PRUNERS, SAMPLERS, SCHEDULERS
+from .samplers import PRUNERS, SAMPLERS, resolve_scheduler
 
 __all__ = [
     "Outcome",
@@ -60,6 +60,7 @@ __all__ = [
     "TrainObjective",
     "eta_line",
     "format_summary",
+    "adopt_recorded",
     "open_search_study",
     "plan_study",
     "summarize",
@@ -85,6 +86,7 @@ class StudyPlan:
     train: TrainSpec
     raw: tuple[DataSpec, ModelSpec, TrainSpec]  # the same before the budget
     sample_space: SearchSpace = None  # type: ignore[assignment]  (set by plan_study)
+    scheduler: str = "fifo"  # the one it runs (--scheduler auto resolved, or as recorded)
 
     @property
     def name(self) -> str:
@@ -96,7 +98,7 @@ class StudyPlan:
         data, model, train = self.raw
         model, train = self.space.apply(values, model, train)
         train = dataclasses.replace(train, seed=self.spec.seed + number, device=device)
-        _, model, train = _budgeted(self.spec, data, model, train)
+        _, model, train = _budgeted(self.spec, self.scheduler, data, model, train)
         return model, train
 
     def as_recorded(self, study_attrs: Mapping[str, Any]) -> StudyPlan:
@@ -107,6 +109,18 @@ class StudyPlan:
             return self
         return dataclasses.replace(self, sample_space=self.space)
 
+    def record_attrs(self) -> dict[str, Any]:
+        """What a new study records besides its spec: the space it samples, the scheduler it
+        runs (and its rungs)."""
+        from .samplers import make_scheduler
+
+        attrs: dict[str, Any] = {"seed": self.spec.seed,
+                                 "sampling_space": self.sample_space.to_dict(),
+                                 "scheduler": self.scheduler}
+        if self.scheduler == "promote":
+            attrs["rungs"] = make_scheduler(self).rungs.to_dict()
+        return attrs
+
     def record(self) -> dict[str, Any]:
         """What the study stores as its spec and compares when it is continued (JSON-safe)."""
         return {"study": to_record(self.spec), "search_space": self.space.to_dict(),
@@ -114,16 +128,17 @@ class StudyPlan:
                 "train": to_record(self.train)}
 
 
-def plan_study(spec: StudySpec) -> StudyPlan:
+def plan_study(spec: StudySpec, scheduler: str | None = None) -> StudyPlan:
     """Resolve and validate ``spec``: names, search space, data and budget; nothing runs.
 
-    Every problem is a one-line :class:`HpoError`.
+    Every problem is a one-line :class:`HpoError`. ``scheduler``: the one an existing study
+    runs (:func:`adopt_recorded`), instead of what ``spec.scheduler`` resolves to.
     """
     archs.ARCHS.get(spec.arch)
     data_mod.DATASETS.get(spec.data)
     SAMPLERS.get(spec.sampler)
     PRUNERS.get(spec.pruner)
-    SCHEDULERS.get(spec.scheduler)
+    scheduler = scheduler or resolve_scheduler(spec.scheduler, len(spec.objectives))
     check_goals(spec.objectives, spec.sampler)
     budgets.get(spec.budget)
     if not isinstance(spec.epochs, int) or spec.epochs < 0:
@@ -147,19 +162,30 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         except HpoError as exc:
             shown = ", ".join(f"{k}={v}" for k, v in values.items() if space.param(k))
             raise HpoError(f"search space {source}: {exc} (at {shown})") from None
-    budgeted = _budgeted(spec, data, model, train)
+    budgeted = _budgeted(spec, scheduler, data, model, train)
     return StudyPlan(spec=spec, space=space, data=budgeted[0], model=budgeted[1],
                      train=budgeted[2], raw=(data, model, train),
-                     sample_space=budgets.narrow(spec.budget, space))
+                     sample_space=budgets.narrow(spec.budget, space), scheduler=scheduler)
 
 
-def _budgeted(spec: StudySpec, data: DataSpec, model: ModelSpec,
+def adopt_recorded(plan: StudyPlan, storage: Any) -> StudyPlan:
+    """``plan`` for the study as it exists in ``storage``: with ``--scheduler auto``, the
+    scheduler it was started with (studies recorded before promotion existed ran fifo), so
+    that a rerun of the same command continues it; otherwise ``plan`` itself."""
+    if plan.spec.scheduler != "auto" or plan.name not in optuna.get_all_study_names(storage):
+        return plan
+    attrs = optuna.load_study(study_name=plan.name, storage=storage).user_attrs
+    recorded = attrs.get("scheduler", "fifo") if "spec" in attrs else plan.scheduler
+    return plan if recorded == plan.scheduler else plan_study(plan.spec, recorded)
+
+
+def _budgeted(spec: StudySpec, scheduler: str, data: DataSpec, model: ModelSpec,
               train: TrainSpec) -> tuple[DataSpec, ModelSpec, TrainSpec]:
     """The specs at the study's budget, with ``--epochs`` over the budget's."""
     data, model, train = budgets.apply(spec.budget, data, model, train)
     if spec.epochs:
         train = dataclasses.replace(train, epochs=spec.epochs)
-    elif spec.scheduler == "promote":  # the schedule spans the last rung
+    elif scheduler == "promote":  # the schedule spans the last rung
         train = dataclasses.replace(train, epochs=budgets.get(spec.budget).promote_epochs(
             data.name))
     return data, model, train
@@ -179,7 +205,7 @@ def open_search_study(plan: StudyPlan, storage: Any, sampler: Any = None,
         storage, plan.name, "search", plan.record(),
         budget=budgets.describe(plan.spec.budget, *plan.raw), sampler=sampler, pruner=pruner,
         objective=",".join(goals), directions=[GOALS.get(g).direction for g in goals],
-        extra={"seed": plan.spec.seed, "sampling_space": plan.sample_space.to_dict()}, fix="rerun with the original settings to continue it, "
+        extra=plan.record_attrs(), fix="rerun with the original settings to continue it, "
                                             "or start a new study with --study NAME")
 
 

@@ -43,7 +43,8 @@ from . import segments
 from .promote import Promotion, Step
 from .samplers import make_pruner, make_sampler, make_scheduler
 from .warm import warm_start
-from .search import Outcome, StudyPlan, TrainObjective, eta_line, open_search_study, summarize
+from .search import (Outcome, StudyPlan, TrainObjective, adopt_recorded, eta_line,
+                     open_search_study, summarize)
 
 __all__ = ["Job", "Objective", "run", "work"]
 
@@ -102,7 +103,7 @@ def work(job: Job, index: int, device: str, emit: Callable[[dict], None]) -> int
             study.set_user_attr("baselines", baselines)
     orphan_age = 2 * (job.grace or 2 * job.heartbeat)
     stale_checked = -math.inf  # dead trials show after their grace: look once per heartbeat
-    scheduler = make_scheduler(plan, job.target) if plan.spec.scheduler == "promote" else None
+    scheduler = make_scheduler(plan, job.target) if plan.scheduler == "promote" else None
     ran = errors = 0
     while job.deadline is None or time.time() < job.deadline:
         if not _parent_alive():
@@ -354,6 +355,7 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     storage = open_storage(storage_url, heartbeat_interval=heartbeat, grace_period=grace)
     with study_lock(storage, plan.name):
         existed = plan.name in optuna.get_all_study_names(storage)
+        plan = adopt_recorded(plan, storage)
         study = open_search_study(plan, storage)
         plan = plan.as_recorded(study.user_attrs)
         try:

@@ -73,7 +73,7 @@ def test_the_curve_rule_stops_what_cannot_win_and_nothing_it_cannot_judge() -> N
     steep = [1.0, 0.5, 0.33, 0.25]  # 1 / t: heading for 0.125 at epoch 8
     assert stop.optimistic(steep, 8) < 0.13 and not stop.hopeless(steep, 8, best_final=0.15)
     scheduler = Promotion(Rungs.geometric(1, 8, 3), stop=stop)
-    others = [Config(9, (0.2,) * 8, DONE)]
+    others = [Config(9, (0.15,) * 8, DONE)]
     assert not scheduler.keep_going(Config(1, tuple(flat), TRAINING, 8), others)
     # a hopeless configuration in the top third is not promoted
     rung = [_paused(0, 0.9, 0.85, 0.84), _paused(1, 0.95, 0.9, 0.9), _paused(2, 1, 1, 1)]
@@ -182,3 +182,33 @@ def test_hpo_run_promotes_and_a_killed_worker_loses_only_its_segment(tmp_path: P
             t.user_attrs.get("stop_reason") in ("no better than a trivial predictor",
                                                 "pruned")
     assert not list((tmp_path / "artifacts" / "paused" / "p").glob("*.pt"))  # cleaned up
+
+
+def test_a_study_keeps_the_scheduler_it_started_with(tmp_path: Path, monkeypatch,
+                                                     capsys) -> None:
+    """--scheduler auto resolves once, when the study is created; a rerun of the same command
+    continues it so even after the default changed. Promotion with several objectives is one
+    line."""
+    from hpo_vidpred.cli import main
+    from hpo_vidpred.jobs import samplers
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    run = ["run", "--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke", "--workers",
+           "1", "--quiet", "--storage", url, "--pruner", "none"]
+    monkeypatch.setattr(samplers, "DEFAULT_SCHEDULER", "fifo")
+    assert main([*run, "--trials", "2"]) == 0
+    monkeypatch.setattr(samplers, "DEFAULT_SCHEDULER", "promote")
+    assert main([*run, "--trials", "3"]) == 0
+    study = optuna.load_study(study_name="autoencoder-mmnist", storage=url)
+    assert study.user_attrs["scheduler"] == "fifo" and "rungs" not in study.user_attrs
+    assert len(study.trials) == 3
+    assert not any(lifecycle.STATUS in t.system_attrs for t in study.trials)
+    assert all(len(t.intermediate_values) == 2 for t in study.trials)  # smoke's 2 epochs
+    assert main([*run, "--trials", "2", "--study", "new"]) == 0
+    new = optuna.load_study(study_name="new", storage=url)
+    assert new.user_attrs["scheduler"] == "promote"
+    assert new.user_attrs["rungs"] == {"levels": [1, 3, 4], "eta": 3}
+    capsys.readouterr()
+    assert main([*run, "--trials", "2", "--study", "mo", "--scheduler", "promote",
+                 "--objectives", "val_mse,params"]) == 2
+    assert "with several --objectives use --scheduler fifo" in capsys.readouterr().err
