@@ -104,6 +104,16 @@ def slurm():
 
 
 @pytest.fixture(autouse=True)
+def _no_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outage of the store that one test provoked (hpo_vidpred/store/retry.py keeps it for the
+    process) is not the next test's: its deadline and its stale-check pause stay there."""
+    from hpo_vidpred.store import retry
+
+    monkeypatch.setattr(retry, "_outage", {"at": float("-inf"), "since": None, "until": None,
+                                           "store": None})
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test runs in its own empty directory, so the default store (studies/hpo.db) and the
     default model/data folders never touch the checkout."""

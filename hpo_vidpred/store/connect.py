@@ -117,7 +117,7 @@ def open_storage(
     ``grpc://host:port``: the store behind ``hpo store serve`` (:func:`.proxy.connect`).
     ``pool``: PostgreSQL connections kept and added at peaks (the proxy serves many workers).
     """
-    url = normalize_url(url)
+    url = typed = normalize_url(url)
     parsed = make_url(url)
     if parsed.drivername == "grpc":
         return _open_proxy(url, heartbeat_interval, grace_period)
@@ -171,7 +171,8 @@ def open_storage(
             hint = ("check the file and its folder" if sqlite else
                     "check that the database server runs and the URL is right")
             raise HpoError(failure or f"cannot open the study store {mask_url(url)}: "
-                           f"{_reason(exc)}; {hint}") from None
+                           f"{retry.reason(exc)}; {hint}") from None
+    storage.hpo_url = mask_url(typed)  # the URL as the user gave it, for the lines that name it
     return storage
 
 
@@ -185,11 +186,6 @@ def _open_proxy(url: str, heartbeat_interval: int | None, grace_period: int | No
 
 
 SQLITE_IO_RETRIES = 3  # opening a SQLite store that met a disk I/O error: tries after a second
-
-
-def _reason(exc: BaseException) -> str:
-    text_ = str(getattr(exc, "orig", None) or exc).strip()
-    return text_.splitlines()[0] if text_ else type(exc).__name__
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -273,14 +269,17 @@ def store_failure(exc: BaseException, where: str = "") -> str | None:
     cause or meet (full disk, read-only or damaged file, unreachable server); None for others.
     Looks through the exception's causes (Optuna wraps SQLAlchemy, which wraps the driver)."""
     seen: list[BaseException] = []
+    first = exc
     while exc is not None and exc not in seen:
+        if isinstance(exc, retry.StoreUnreachable):  # its line names the store and the wait
+            return str(exc)
         seen.append(exc)
         exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
     text_ = " ".join(str(e) for e in seen).lower()
     for fragments, message in _FAILURES:
         if any(f in text_ for f in fragments):
             store = "the study store" + (f" {where}" if where else "")
-            return message.format(store=store, reason=_reason(seen[-1]))
+            return message.format(store=store, reason=retry.reason(first))
     return None
 
 
@@ -347,7 +346,7 @@ def _postgres_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iter
             raise
         return conn
 
-    with retry.call(connect_and_lock) as conn:
+    with retry.call(connect_and_lock, store=getattr(storage, "hpo_url", None)) as conn:
         try:
             yield
         finally:

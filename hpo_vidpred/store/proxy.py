@@ -220,21 +220,25 @@ class ProxyStorage(GrpcStorageProxy):
             return
         retry.call(self._hpo["FailStale"], {
             "study": study_name, "heartbeat": int(self.heartbeat_interval),
-            "grace": int(self.grace_period), "orphan_age": float(orphan_age)})
+            "grace": int(self.grace_period), "orphan_age": float(orphan_age)},
+            store=getattr(self, "hpo_url", None))
 
     @contextmanager
     def study_lock(self, study_name: str) -> Iterator[None]:
         """Hold the study's lock on the server for the duration of the block."""
-        delay, deadline = 0.02, time.monotonic() + retry.RECONNECT_S
+        delay, attempt = 0.02, 0
         while True:
             call = self._hpo_lock({"study": study_name})
             try:
                 granted = next(call, {"granted": False})["granted"]  # no answer: try again
             except grpc.RpcError as exc:
-                if not retry.transient(exc) or time.monotonic() >= deadline:
+                call.cancel()
+                if not retry.transient(exc):
                     raise
-                retry.note_outage()
-                granted = False
+                retry.wait(exc, attempt, getattr(self, "hpo_url", None))  # or give up
+                attempt += 1
+                continue
+            retry.answered()
             if granted:
                 break
             call.cancel()
@@ -261,6 +265,7 @@ def connect(url: str, *, heartbeat_interval: int | None = None,
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = ProxyStorage(host=host, port=port, heartbeat_interval=heartbeat_interval,
                                grace_period=grace_period)
+    storage.hpo_url = mask_url(url)  # what the retries' lines name
     try:
         storage.wait_server_ready(timeout=CONNECT_TIMEOUT_S)
         storage.hello()

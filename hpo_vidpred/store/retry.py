@@ -2,9 +2,14 @@
 workers"): a PostgreSQL restart or fail-over, a network blip, a restarted gRPC proxy.
 
 Every call of the storage API that the workers make (ask, tell, report, heartbeats, reads) is
-retried with backoff while it fails because the connection was lost or refused, for up to
-:data:`RECONNECT_S` seconds; other errors (a full disk, a constraint) pass at once. SQLAlchemy's
-``pool_pre_ping`` replaces the dead pooled connections once the server is back.
+retried with backoff while it fails because the connection was lost or refused; other errors (a
+full disk, a constraint) pass at once. An outage has one deadline, :data:`RECONNECT_S` seconds
+after the first call that met it, shared by every call of the process: the clean-up after it
+(failing and re-queueing the running trial, the study lock) tries each call once more and does
+not wait again. Its start is one line on stderr (``retrying until HH:MM:SS``); a call that gives
+up raises :class:`StoreUnreachable`, one line with the store's URL and the reason
+(``UNAVAILABLE: ...``). SQLAlchemy's ``pool_pre_ping`` replaces the dead pooled connections once
+the server is back.
 
 A worker that saw the store go away remembers when (:func:`last_outage`): for a while afterwards
 it declares no trial dead, because the other workers' heartbeats could not reach the store either
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,8 +28,10 @@ from typing import Any
 
 import optuna
 
-__all__ = ["RECONNECT_S", "RETRIED", "RetryingRDBStorage", "call", "last_outage", "note_outage",
-           "retrying", "transient"]
+from ..errors import HpoError
+
+__all__ = ["RECONNECT_S", "RETRIED", "RetryingRDBStorage", "StoreUnreachable", "answered", "call",
+           "last_outage", "note_outage", "reason", "retrying", "transient", "wait"]
 
 
 def _seconds(variable: str, default: float) -> float:
@@ -63,7 +71,14 @@ _LOST = (
 )
 
 _local = threading.local()
-_outage = {"at": float("-inf")}  # time.monotonic() of the last lost connection seen here
+# time.monotonic() of the last lost connection seen here ("at"), and of the outage going on now:
+# its start and deadline (None: none), the store it was announced for
+_outage: dict[str, Any] = {"at": float("-inf"), "since": None, "until": None, "store": None}
+_outage_lock = threading.Lock()
+
+
+class StoreUnreachable(HpoError):
+    """The store stayed unreachable until the outage's deadline (:data:`RECONNECT_S`)."""
 
 
 def transient(exc: BaseException | None) -> bool:
@@ -83,6 +98,66 @@ def transient(exc: BaseException | None) -> bool:
         exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
     text = " ".join(str(e) for e in seen).lower()
     return any(fragment in text for fragment in _LOST)
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, in a few words: a gRPC call's status and details (``UNAVAILABLE:
+    failed to connect ...``), else the first line of the driver's message."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        code = getattr(exc, "code", None)
+        if callable(code) and callable(getattr(exc, "details", None)):
+            try:
+                return f"{code().name}: {exc.details()}".splitlines()[0][:200]
+            except Exception:  # noqa: BLE001
+                pass
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    text = str(getattr(seen[-1], "orig", None) or seen[-1]).strip()
+    return text.splitlines()[0][:200] if text else type(seen[-1]).__name__
+
+
+def _lost(exc: BaseException, store: str | None = None) -> float:
+    """Note a call that met a lost connection; returns the outage's deadline (``time.monotonic()``).
+    The first call of an outage sets it and says so on stderr."""
+    now = time.monotonic()
+    with _outage_lock:
+        previous, _outage["at"] = _outage["at"], now
+        if _outage["until"] is not None and now - previous < RECONNECT_S:
+            return _outage["until"]  # the same outage (no call since failed long ago)
+        _outage.update(since=now, until=now + RECONNECT_S, store=store)
+    until = time.strftime("%H:%M:%S", time.localtime(time.time() + RECONNECT_S))
+    print(f"warning: {_named(store)} is unreachable ({reason(exc)}); retrying until {until} "
+          f"(HPO_RECONNECT_S={RECONNECT_S:g}); finished trials are kept", file=sys.stderr,
+          flush=True)
+    return _outage["until"]
+
+
+def answered() -> None:
+    """A call went through: an outage going on is over."""
+    if _outage["until"] is None:
+        return
+    with _outage_lock:
+        since, store = _outage["since"], _outage["store"]
+        if since is None:
+            return
+        _outage.update(since=None, until=None, store=None)
+    print(f"note: {_named(store)} answers again (after {time.monotonic() - since:.0f} s)",
+          file=sys.stderr, flush=True)
+
+
+def _named(store: str | None) -> str:
+    return "the study store" + (f" {store}" if store else "")
+
+
+def _unreachable(exc: BaseException, store: str | None = None) -> StoreUnreachable:
+    """The one line for an outage that outlasted its deadline."""
+    since = _outage["since"]
+    waited = f" for {time.monotonic() - since:.0f} s" if since is not None else ""
+    return StoreUnreachable(
+        f"cannot reach {_named(store)} ({reason(exc)}){waited}; check that the "
+        "database server (or hpo store serve) runs and the URL is right, then rerun the same "
+        "command (finished trials are kept; a running trial is re-run)")
 
 
 def note_outage() -> None:
@@ -114,33 +189,47 @@ logging.getLogger("optuna.storages._rdb.storage").addFilter(_LostConnectionWarni
 
 
 def call(fn: Callable[..., Any], *args: Any, settled: Callable[[], bool] | None = None,
-         **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``, retried with backoff while it fails on a lost connection (at most
-    :data:`RECONNECT_S` seconds). Nested calls (a retried method calling another) run once: the
-    outermost call retries. ``settled``: for a state change, whether it is done already -- an
-    attempt that lost its connection may have committed, and the retry then finds the trial
-    finished (``UpdateFinishedTrialError``); if ``settled()``, that retry succeeded."""
+         store: str | None = None, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, retried with backoff while it fails on a lost connection, until
+    the outage's deadline (:func:`wait`); then :class:`StoreUnreachable` naming ``store`` (its
+    masked URL). Nested calls (a retried method calling another) run once: the outermost call
+    retries. ``settled``: for a state change, whether it is done already -- an attempt that lost
+    its connection may have committed, and the retry then finds the trial finished
+    (``UpdateFinishedTrialError``); if ``settled()``, that retry succeeded."""
     if getattr(_local, "active", False):
         return fn(*args, **kwargs)
     _local.active = True
     try:
-        deadline = time.monotonic() + RECONNECT_S
         attempt = 0
         while True:
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except optuna.exceptions.UpdateFinishedTrialError:
                 if attempt and settled is not None and settled():
                     return True
                 raise
+            except StoreUnreachable:
+                raise
             except Exception as exc:
-                if not transient(exc) or time.monotonic() >= deadline:
+                if not transient(exc):
                     raise
-                note_outage()
-                time.sleep(BACKOFF_S[attempt] if attempt < len(BACKOFF_S) else 2.0)
+                wait(exc, attempt, store)
                 attempt += 1
+                continue
+            answered()
+            return result
     finally:
         _local.active = False
+
+
+def wait(exc: BaseException, attempt: int, store: str | None = None) -> None:
+    """Sleep before retry ``attempt + 1`` of a call that met a lost connection, or raise
+    :class:`StoreUnreachable` when the outage's deadline has passed."""
+    deadline = _lost(exc, store)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _unreachable(exc, store) from exc
+    time.sleep(min(left, BACKOFF_S[attempt] if attempt < len(BACKOFF_S) else 2.0))
 
 
 def _retried(cls: type, name: str) -> Callable[..., Any]:
@@ -156,7 +245,8 @@ def _retried(cls: type, name: str) -> Callable[..., Any]:
             trial_id = args[0] if args else kwargs["trial_id"]
             state = args[1] if len(args) > 1 else kwargs["state"]
             settled = lambda: self.get_trial(trial_id).state == state  # noqa: E731
-        return call(method, *args, settled=settled, **kwargs)
+        return call(method, *args, settled=settled, store=getattr(self, "hpo_url", None),
+                    **kwargs)
 
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__doc__ = getattr(getattr(cls, name, None), "__doc__", None)

@@ -77,3 +77,52 @@ def test_four_runs_of_four_workers_through_the_proxy_finish_exactly_n_trials_aft
     assert len(workers) >= 4, workers
     print(f"killed run 0 ({len(killed)} processes) with {counts['retried']} running trial(s); "
           f"the study finished {elapsed:.1f} s later")
+
+
+def test_a_proxy_killed_for_good_ends_the_run_within_the_retry_time_in_one_line(
+        tmp_path: Path, tiny_space: str) -> None:
+    """kill -9 of hpo store serve under a running hpo run: a line when the outage starts, and
+    the run ends about HPO_RECONNECT_S later with the URL and the status in its last line (it
+    was silent for 8 minutes: each clean-up call retried its own 120 s). Nothing is lost."""
+    db, reconnect_s = tmp_path / "store.db", 10
+    proxy = StoreProxy(f"sqlite:///{db}", cwd=tmp_path)
+    run = [*HPO, "run", "--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke",
+           "--trials", "500", "--search-space", tiny_space, "--study", "gone", "--storage",
+           proxy.url, "--workers", "1", "--heartbeat", "2", "--quiet"]
+    proc = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env={**os.environ, "HPO_RECONNECT_S": str(reconnect_s)})
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                done = [t for t in study_trials(f"sqlite:///{db}", "gone")
+                        if t.state == TrialState.COMPLETE]
+            except Exception:  # noqa: BLE001 (no study yet)
+                done = []
+            if len(done) >= 2:
+                break
+            time.sleep(0.5)
+        assert len(done) >= 2, proc.stderr.read() if proc.poll() is not None else "too slow"
+        proxy.proc.kill()
+        proxy.proc.wait()
+        killed = time.monotonic()
+        _, err = proc.communicate(timeout=300)
+        elapsed = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.stop()
+    lines = err.splitlines()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and not any(line.startswith("E1") for line in lines), err
+    assert lines[-1].startswith(f"error: cannot reach the study store {proxy.url} "
+                                "(UNAVAILABLE: "), err
+    assert "rerun the same command (finished trials are kept" in lines[-1]
+    announced = [line for line in lines if "retrying until" in line]
+    assert len(announced) == 1 and announced[0].startswith(
+        f"warning: the study store {proxy.url} is unreachable (UNAVAILABLE: "), err
+    assert elapsed < reconnect_s + 30, (elapsed, err)
+    kept = [t for t in study_trials(f"sqlite:///{db}", "gone") if t.state == TrialState.COMPLETE]
+    assert {t.number for t in done} <= {t.number for t in kept}
+    print(f"the run ended {elapsed:.1f} s after the proxy was killed "
+          f"(HPO_RECONNECT_S={reconnect_s})")

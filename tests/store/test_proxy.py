@@ -17,7 +17,7 @@ from clusters import StoreProxy, free_port
 from optuna.trial import TrialState
 
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.store import lifecycle, open_storage, retry, study_lock
+from hpo_vidpred.store import lifecycle, open_storage, study_lock
 
 grpc = pytest.importorskip("grpc", reason="the grpc extra (grpcio, protobuf) is not installed")
 
@@ -27,12 +27,6 @@ def proxy(tmp_path: Path):
     server = StoreProxy(f"sqlite:///{tmp_path / 'store.db'}")
     yield server
     server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_recent_outage(monkeypatch) -> None:
-    """An outage another test provoked must not hold back this one's stale checks."""
-    monkeypatch.setitem(retry._outage, "at", float("-inf"))
 
 
 def test_nothing_listening_is_one_line_within_seconds() -> None:

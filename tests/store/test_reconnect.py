@@ -17,13 +17,6 @@ from sqlalchemy.exc import OperationalError
 from hpo_vidpred.store import lifecycle, open_storage, retry, store_failure, study_lock
 
 
-@pytest.fixture(autouse=True)
-def _outages_stay_here(monkeypatch) -> None:
-    """The outages these tests provoke are forgotten afterwards: this process's later stale
-    checks must not wait for them."""
-    monkeypatch.setitem(retry._outage, "at", float("-inf"))
-
-
 def _wrapped(message: str) -> Exception:
     """A driver error as Optuna raises it: StorageInternalError from SQLAlchemy's error."""
     try:
@@ -86,9 +79,45 @@ def test_a_call_is_retried_until_the_connection_is_back(monkeypatch) -> None:
 
     monkeypatch.setattr(retry, "RECONNECT_S", 0.0)
     calls.clear()
-    with pytest.raises(optuna.exceptions.StorageInternalError):
-        retry.call(flaky)
+    with pytest.raises(retry.StoreUnreachable) as info:
+        retry.call(flaky, store="postgresql+psycopg://u:***@db/hpo")
     assert len(calls) == 1  # the time for retries is up
+    assert str(info.value).startswith("cannot reach the study store postgresql+psycopg://u:***@db"
+                                      "/hpo (server closed the connection unexpectedly) for 0 s;")
+    assert isinstance(info.value.__cause__, optuna.exceptions.StorageInternalError)
+
+
+def test_an_outage_has_one_deadline_said_when_it_starts_and_when_it_ends(monkeypatch,
+                                                                          capsys) -> None:
+    """The clean-up after an outage (failing and re-queueing the trial, the lock) does not wait
+    its own retry time again: every call gives up at the deadline of the first one that met the
+    outage (a dead proxy kept a run silent for 8 minutes, 120 s per clean-up call)."""
+    monkeypatch.setattr(retry, "RECONNECT_S", 0.5)
+    monkeypatch.setattr(retry, "BACKOFF_S", (0.05,))
+    down, calls = True, []
+
+    def store_call() -> str:
+        calls.append(time.monotonic())
+        if down:
+            raise _wrapped("server closed the connection unexpectedly")
+        return "ok"
+
+    started = time.monotonic()
+    with pytest.raises(retry.StoreUnreachable):
+        retry.call(store_call, store="grpc://127.0.0.1:13101")
+    assert 0.5 <= time.monotonic() - started < 5 and len(calls) > 2
+    for _ in range(3):  # the clean-up: one attempt each, no new wait
+        calls.clear()
+        with pytest.raises(retry.StoreUnreachable, match="grpc://127.0.0.1:13101"):
+            retry.call(store_call, store="grpc://127.0.0.1:13101")
+        assert len(calls) == 1
+    down = False
+    assert retry.call(store_call) == "ok"
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith(
+        "warning: the study store grpc://127.0.0.1:13101 is unreachable (server closed the "
+        "connection unexpectedly); retrying until ")
+    assert err[1].startswith("note: the study store grpc://127.0.0.1:13101 answers again")
 
 
 def test_a_state_change_whose_commit_was_lost_counts_as_done(monkeypatch) -> None:
