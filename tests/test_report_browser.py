@@ -143,7 +143,7 @@ def test_a_hand_made_report_renders_offline(tmp_path: Path) -> None:
                   baselines("test", 0.05, 0.03, 0.04))
     write_report(url, tmp_path / "r")
     for page in ("index.html", f"study-{STUDY}.html"):
-        # index: MSE per step; study: history, parallel coordinates, learning curves
+        # index: MSE per step; study: history, parallel coordinates (no curves recorded)
         dom = _check_page(tmp_path / "r" / page, tmp_path / f"profile-{page}",
-                          1 if page == "index.html" else 3)
+                          1 if page == "index.html" else 2)
         assert "NOT LEARNED" in dom

@@ -75,7 +75,9 @@ def test_the_overview_table_has_every_combination_and_metric(report: Path) -> No
     assert "- not run: mmnist / autoencoder / stlstm: searched, not compared; runs with: hpo " \
            "compare --arch autoencoder --data mmnist --cells stlstm --seeds 2 --budget smoke" in md
     index = (report / "index.html").read_text()
-    assert index.index('id="overview"') < index.index("mmnist / autoencoder: test split")
+    # first on the page, after the heading and the banner
+    assert index.index('class="banner"') < index.index('id="overview"') < index.index(
+        "Did the models learn?") < index.index("mmnist / autoencoder: test split")
     assert 'report overview"' in index
     tex = (report / "tables.tex").read_text()
     assert "Overview: every dataset x architecture x cell" in tex and r"$\star$" in tex
@@ -95,7 +97,7 @@ def test_a_model_black_frames_beat_on_ssim_is_flagged_in_words(report: Path) -> 
                "better on SSIM (its 0.4; black 0.45, mean-input 0.445, copy-last 0.44) and MAE "
                "(its 0.16; black 0.15)")
     assert opening in md.split("\n## ", 1)[0]  # the report's first lines
-    assert opening in index.split('id="overview"')[0]
+    assert opening in index.split('mmnist / autoencoder: test split')[0]  # before the details
     assert "Its low MSE came with lost structure: an SSIM below black frames' means it predicts " \
            "a blur that minimizes MSE" in html.unescape(index)
     quality = {(r["cell"], r["role"]): r for r in table(md, "mmnist / autoencoder: test split")}
@@ -163,3 +165,33 @@ def test_a_store_without_comparisons_links_no_empty_results(tmp_path: Path) -> N
     index = (tmp_path / "r" / "index.html").read_text()
     assert not (tmp_path / "r" / "results.csv").exists() and "results.csv" not in index
     assert 'href="tables.md"' in index
+
+
+def test_one_trial_gets_axes_that_fit_it(report: Path) -> None:
+    from hpo_vidpred.report.collect import collect
+    from hpo_vidpred.report.figures import curves_figure, fronts_figure, history_figure
+    from hpo_vidpred.store import open_storage
+
+    url = f"sqlite:///{report.parent / 's.db'}"
+    store = collect(open_storage(url, read_only=True), url)
+    one = store.search_study("prednet-mmnist-convlstm")
+    history = history_figure(one)
+    low, high = history.layout.yaxis.range
+    assert 0 < low < 0.010 < 0.03 < high  # the complete trial (0.010) and the pruned one (0.03)
+    names = [t.name for t in history.data]
+    assert "pruned (1): last val_mse" in names and "black (trivial) 0.05" in names
+    # the curves: an epoch axis with whole steps and one legend entry per group
+    curves = curves_figure(one)
+    assert curves.layout.xaxis.title.text == "epoch" and curves.layout.xaxis.dtick == 1
+    assert [t.name for t in curves.data if t.showlegend is not False][:2] == [
+        "pruned (1)", "best: trial 0"]
+    # the front: the trivial predictors far beyond the trials (0.010-0.014 against 0.05-0.06)
+    # stay off the axis, named in the legend
+    front = fronts_figure([store.search_study("autoencoder-mmnist-stlstm")])
+    low, high = front.layout.xaxis.range
+    assert high < 0.02
+    off = [t for t in front.data if "(trivial)" in t.name]
+    assert len(off) == 3 and all(t.visible == "legendonly" and t.name.endswith("off the axis")
+                                 for t in off)
+    # the three trivial predictors never share one line style
+    assert len({(t.line.dash, t.line.color) for t in off}) == 3

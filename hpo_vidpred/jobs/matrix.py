@@ -25,6 +25,7 @@ from ..devices import resolve_devices
 from ..errors import HpoError
 from ..specs import StudySpec
 from ..store import mask_url, normalize_url
+from ..store.records import judge_metrics, verdict_label
 from .compare import plan_compare, run_compare
 from .samplers import PRUNERS, SAMPLERS
 from .search import plan_study
@@ -153,7 +154,7 @@ def run_matrix(plan: MatrixPlan, storage: Optional[str] = None, out: Optional[st
                                    device=resolve_devices(plan.devices)[0])
             result = run_compare(compare, url, progress=progress, log=log)
             done.append({"data": data, "arch": arch, "retrained_now": result["ran"],
-                         "rows": result["rows"]})
+                         "rows": result["rows"], "trivial": result.get("trivial", {})})
     names = ",".join(n for data in available for arch in plan.archs
                      for n in plan.study_names(data, arch))
     folder = str(out or default_out(url))
@@ -173,8 +174,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             mse = row["test_mse"]
             text = "-" if mse[0] is None else f"{mse[0]:.5g}" + (
                 f" +- {mse[1]:.2g}" if mse[1] is not None else "")
+            verdict = judge_metrics({m: row.get(f"test_{m}", [None])[0]
+                                     for m in ("mse", "mae", "ssim")}, combo.get("trivial"))
+            learned = "" if mse[0] is None else f"  learned: {verdict_label(verdict)}"
             lines.append(f"  {combo['data']:7s} {combo['arch']:15s} {row['cell']:9s} "
-                         f"{row['role']:9s} n={row['n']}  test mse {text}")
+                         f"{row['role']:9s} n={row['n']}  test mse {text}{learned}")
     for data, reason in summary["skipped"].items():
         lines.append(f"skipped {data}: {reason}")
     lines.append(f"report: {summary['report']}/index.html")

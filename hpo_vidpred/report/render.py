@@ -65,9 +65,10 @@ th{background:#f2f2f2} code{background:#f6f6f6;padding:1px 4px;font-size:12px;
 overflow-wrap:anywhere}
 .cmd{font-size:13px} .notes{font-size:13px;color:#444} .label{background:#fff7d6;
 border:1px solid #e8d27a;padding:.6em 1em} .warn{color:#a00} .skill{border:1px solid #ccc;
-padding:.6em 1em} .skill li.warn{font-weight:600} img{max-width:100%;
+padding:.6em 1em;margin:1em 0} .skill li.warn{font-weight:600} img{max-width:100%;
 image-rendering:pixelated;border:1px solid #ddd} .figure{margin:1em 0}
-.banner{background:#eef4fb;border:1px solid #9cbbe0;padding:.5em 1em;font-size:14px}
+.banner{background:#eef4fb;border:1px solid #9cbbe0;padding:.5em 1em;font-size:14px;
+margin:1em 0}
 .banner ul{margin:.2em 0;padding-left:1.2em} table.overview{font-size:12px}
 table.overview th,table.overview td{padding:2px 4px}
 .strips{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
@@ -306,8 +307,7 @@ def _index(store: Collection, tables: Sequence[Table], summary: Sequence[str],
                f"store <code>{e(store.url)}</code>, studies <code>{e(store.pattern)}</code>; "
                f"hpo-vidpred {__version__}, search commits {e(', '.join(commits) or '-')}; {now}"
                "</p>")
-    parts = [_summary_html(summary)]
-    parts += [to_html(t) for t in tables if t.section == "overview"]
+    parts = [to_html(t) for t in tables if t.section == "overview"] + [_summary_html(summary)]
     if store.compare:  # the warning belongs to the comparisons (a store may hold searches only)
         parts.append(
             f"<p class=\"label\"><b>Fixed vs optimized = {LABEL}.</b> Each table below sets "

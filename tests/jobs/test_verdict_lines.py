@@ -1,6 +1,7 @@
 """"Learned" judged on every metric: a model that a trivial predictor beats on MSE (by the 10%
 rule), MAE or SSIM is flagged, naming the metric and the predictor, in the summaries of
-``hpo run``, ``hpo fixed`` and ``hpo compare`` (one verdict: ``store.records.judge_metrics``)."""
+``hpo run``, ``hpo fixed``, ``hpo compare`` and ``hpo matrix`` (one verdict:
+``store.records.judge_metrics``)."""
 
 from __future__ import annotations
 
@@ -101,3 +102,20 @@ def test_hpo_compare_summary_flags_each_row() -> None:
     assert "fixed" in fixed_line and "LOST STRUCTURE" not in fixed_line
     assert "mae 0.0292, ssim 0.7260" in tuned_line
     assert "LOST STRUCTURE: black better on SSIM (0.737 vs 0.726)" in tuned_line
+
+
+def test_hpo_matrix_summary_gives_each_row_its_verdict() -> None:
+    from hpo_vidpred.jobs.matrix import format_summary
+
+    def row(role: str, m: dict) -> dict:
+        return {"cell": "convlstm", "role": role, "n": 1, "test_mse": [m["mse"], None],
+                "test_mae": [m["mae"], None], "test_ssim": [m["ssim"], None]}
+
+    trivial = {k: v for k, v in BASELINES.items() if k != "split"}
+    text = format_summary({"storage": "sqlite:///x.db", "seconds": 60.0, "skipped": {},
+                           "report": "r", "combinations": [{
+                               "data": "mmnist", "arch": "autoencoder", "trivial": trivial,
+                               "rows": [row("fixed", SHARP), row("optimized", BLUR)]}]})
+    fixed_line, tuned_line = text.splitlines()[1:3]
+    assert fixed_line.endswith("test mse 0.009  learned: yes")
+    assert tuned_line.endswith("learned: LOST STRUCTURE (SSIM: black; MAE: black)")
