@@ -43,9 +43,9 @@ from .. import __version__
 from ..errors import HpoError
 from ..store import mask_url, normalize_url, open_storage, sqlite_path
 from .collect import Collection, collect
-from .figures import (fronts_figure, front_groups, prediction_strips, steps_figure,
-                      study_figures)
+from .figures import fronts_figure, front_groups, steps_figure, study_figures
 from .overview import banner, overview_frame, overview_table, study_banner
+from .strips import prediction_strips
 from .studies import best_config_table, studies_table, study_tables
 from .tables import LABEL, Table, compare_tables, result_frame, skill_summary
 
