@@ -20,7 +20,7 @@ from .paths import models_root
 from .specs import DataSpec, ModelSpec, TrainSpec, from_dict, to_dict
 
 __all__ = ["FORMAT", "checkpoint_path", "save_checkpoint", "load_checkpoint",
-           "save_train_state", "load_train_state"]
+           "save_train_state", "load_train_state", "pause_run", "resume_run"]
 
 FORMAT = 1
 _SPECS = {"model_spec": ModelSpec, "data_spec": DataSpec, "train_spec": TrainSpec}
@@ -115,3 +115,29 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != TRAIN_STATE_FORMAT:
         raise HpoError(f"{path} is not a paused run of format {TRAIN_STATE_FORMAT}")
     return payload
+
+
+def pause_run(path: str | Path, weights: Mapping[str, torch.Tensor], optimizer: Any,
+              generator: torch.Generator, epoch: int, run: Mapping[str, Any]) -> Path:
+    """Save a run paused after ``epoch``: its weights, optimizer, data generator, torch's random
+    state (and every GPU's) and ``run`` (the training loop's bookkeeping)."""
+    return save_train_state(path, {
+        "epoch": epoch, "model": dict(weights), "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state().cpu(), "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "run": dict(run)})
+
+
+def resume_run(path: str | Path, model: nn.Module, generator: torch.Generator
+               ) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """Load a paused run's weights into ``model``, its data position into ``generator`` and its
+    random state into torch; returns (epochs done, the loop's bookkeeping, the optimizer's
+    state to load once the optimizer exists)."""
+    saved = load_train_state(path)
+    model.load_state_dict(saved["model"])
+    generator.set_state(saved["generator"].to(generator.device)
+                        if generator.device.type != "cpu" else saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    if saved.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    return int(saved["epoch"]), saved["run"], saved["optimizer"]

@@ -27,7 +27,7 @@ from torch import nn
 from .archs import count_params
 from .devices import RunOptions, autocast, resolve_options, seed_everything, sync
 from .errors import HpoError
-from .metrics import MetricSums
+from .evaluation import _layout, _task, evaluate
 from .schedules import SCHEDULES, TEACHER_FORCING, lr_at, tf_prob_at
 from .specs import DataSpec, ModelSpec, TrainSpec
 from .ui import Bar
@@ -114,58 +114,8 @@ class _Trial(Protocol):
     def should_prune(self) -> bool: ...
 
 
-def _task(data: Any, data_spec: Optional[DataSpec]) -> tuple[int, int]:
-    """(n_in, n_out) from ``data_spec`` or the data's own ``spec``."""
-    spec = data_spec if data_spec is not None else getattr(data, "spec", None)
-    if spec is None:
-        raise ValueError("the data has no .spec: pass data_spec= to say n_in and n_out")
-    return spec.n_in, spec.n_out
-
-
-def _layout(frames: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """Store ``(B, T, C, H, W)`` frames as (B, T, H, W, C) in memory, so that every frame
-    ``frames[:, t]`` is a channels_last (B, C, H, W) view."""
-    if not channels_last:
-        return frames
-    return frames.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # (B, T, C, H, W)
-
-
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-# --------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: Any,
-    split: str = "val",
-    batch_size: int = 32,
-    *,
-    data_spec: Optional[DataSpec] = None,
-    options: Optional[RunOptions] = None,
-) -> dict[str, Any]:
-    """Closed-loop prediction of a whole split, averaged over all its predicted frames.
-
-    ``data_spec`` gives n_in / n_out when the data has no ``spec``; ``options`` the device, bf16
-    and channels_last (default: float32 on the model's device).
-
-    Returns ``mse, mse_frame, mae, psnr, ssim`` (floats) and the same names with ``_per_step``
-    (a list, one value per future step), see :mod:`hpo_vidpred.metrics`. Predictions are clipped to
-    [0, 1] before scoring, as OpenSTL does. The model is left in eval mode.
-    """
-    n_in, n_out = _task(data, data_spec)
-    if options is None:  # plain float32 where the model is
-        device = next(model.parameters()).device
-        options = RunOptions(device=device, bf16=False, channels_last=False, compile=False)
-    model.eval()
-    sums = MetricSums()
-    for frames in data.batches(split, batch_size):
-        frames = _layout(frames.to(options.device), options.channels_last)  # (B, T, C, H, W)
-        with autocast(options):
-            pred = model(frames[:, :n_in], n_out)
-        sums.add(pred.frames.float().clamp(0.0, 1.0), frames[:, n_in:n_in + n_out].float())
-    return sums.result()
 
 
 # --------------------------------------------------------------------------- one step
@@ -372,7 +322,10 @@ def train_and_evaluate(
     if stop_reason == "completed" and last < spec.epochs:
         stop_reason = "paused"
         if pause_to is not None:
-            _pause(pause_to, model, step_fn.optimizer, generator, state)
+            from .checkpoint import pause_run
+
+            pause_run(pause_to, _cpu_state(model), step_fn.optimizer, generator, state.epochs,
+                      {name: getattr(state, name) for name in _RUN_FIELDS})
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     result = TrainResult(
@@ -396,39 +349,20 @@ def train_and_evaluate(
     return result
 
 
-_RUN_FIELDS = ("best_val", "best_epoch", "best_metrics", "best_state", "ref_val", "bad_epochs",
-               "epochs", "timed_steps", "timed_seconds", "curves")
-
-
-def _pause(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-           generator: torch.Generator, state: _Run) -> None:
-    from .checkpoint import save_train_state
-
-    save_train_state(path, {
-        "epoch": state.epochs, "model": _cpu_state(model),
-        "optimizer": optimizer.state_dict(), "generator": generator.get_state().cpu(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "run": {name: getattr(state, name) for name in _RUN_FIELDS}})
-
-
 def _resume(path: str | Path, model: nn.Module, generator: torch.Generator,
             state: _Run) -> int:
     """Load a paused run into ``model``, ``generator``, the random state and ``state``; the
     epochs it had done."""
-    from .checkpoint import load_train_state
+    from .checkpoint import resume_run
 
-    saved = load_train_state(path)
-    model.load_state_dict(saved["model"])
-    generator.set_state(saved["generator"].to(generator.device)
-                        if generator.device.type != "cpu" else saved["generator"])
-    torch.set_rng_state(saved["torch_rng"])
-    if saved.get("cuda_rng") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(saved["cuda_rng"])
-    for name, value in saved["run"].items():
+    epoch, run, state.optimizer_state = resume_run(path, model, generator)
+    for name, value in run.items():
         setattr(state, name, value)
-    state.optimizer_state = saved["optimizer"]
-    return int(saved["epoch"])
+    return epoch
+
+
+_RUN_FIELDS = ("best_val", "best_epoch", "best_metrics", "best_state", "ref_val", "bad_epochs",
+               "epochs", "timed_steps", "timed_seconds", "curves")
 
 
 def _record(state: _Run, train_loss: float, metrics: dict[str, Any],
