@@ -155,23 +155,10 @@ def _dimensions(space: dict[str, Any]) -> list[str]:
 
 
 def _space(raw: dict[str, Any]):
-    """A recorded (narrowed) search space as a :class:`SearchSpace` (caps restored)."""
-    import dataclasses
+    """A recorded (narrowed) search space as a :class:`SearchSpace`."""
+    from hpo_vidpred.search_space import from_record
 
-    from hpo_vidpred.search_space import load_search_space
-
-    params = {}
-    caps = {}
-    for name, p in raw["params"].items():
-        p = dict(p)
-        caps[name] = (p.pop("cap", None), p.pop("doubling", ""))
-        params[name] = p
-    keys = set(params) | set(raw.get("fixed") or {})
-    space = load_search_space({"params": params, "fixed": raw.get("fixed") or {}},
-                              raw["arch"], keys)
-    return dataclasses.replace(space, params=tuple(
-        dataclasses.replace(p, cap=caps[p.name][0], doubling=caps[p.name][1])
-        for p in space.params))
+    return from_record(raw)
 
 
 def _device() -> str:
