@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
-# The one script a device session runs (issue 12), most valuable first, each step time-boxed so
+# The one script for a GPU machine (H100/H200), most valuable first, each step time-boxed so
 # that one slow step cannot eat the rest; at most about 9 minutes on one H200.
 #
 #   GPU_DRY_RUN=1 OUT=/tmp/gpu-dry bash benchmarks/gpu.sh   # first, here on the CPU: every step at
 #                                                           # smoke sizes (a test runs this)
-#   OUT=$OUT bash benchmarks/gpu.sh                         # on the device machine
+#   OUT=out bash benchmarks/gpu.sh                          # on the GPU machine
 #
-# The device image has Python and torch but not the rest: prepare the wheels here first (a machine
-# that reaches PyPI; the folder is git-ignored and must be carried: run(carry=[".whl"])):
-#   ../shared/gpu/prepare-wheels.sh .whl optuna-dashboard bottle psycopg psycopg-binary cmaes av \
-#       hickle filelock pytest pluggy iniconfig tabulate
-# They are installed into .site. Everything is written to a work folder and packed into
-# $OUT/gpu-results.tar.gz (the device tool brings back at most 8 files); $OUT/summary.json holds
+# A GPU machine with Python and torch but no network needs the other wheels in .whl beside the
+# checkout: benchmarks/gpu_wheels.sh downloads them on a machine that reaches PyPI. They are
+# installed into .site. Everything is written to a work folder and packed into
+# $OUT/gpu-results.tar.gz, so that $OUT holds three files to bring back; $OUT/summary.json holds
 # the headline figures and $OUT/steps.tsv each step's exit code and seconds.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
