@@ -12,8 +12,8 @@ MNIST with **two** digits at the same frames and schedule: ``cold`` (``hpo run``
 ``warm`` (``hpo run --warm-start SOURCE --warm-top K``). Both run ``--trials`` trials with the
 project's defaults (multivariate TPE, Hyperband, the trivial-predictor guard), one worker. Per
 strategy: trials and trial-epochs until a trial first reports a validation MSE at or below the
-cold studies' median final best (the target), and the best within equal compute. Target of
-issue 15: the warm start reaches it with >= 2x fewer trial-epochs.
+cold studies' median final best (the target), and the best within equal compute. The project's
+target: the warm start reaches it with >= 2x fewer trial-epochs.
 """
 
 from __future__ import annotations

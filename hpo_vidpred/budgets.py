@@ -1,4 +1,5 @@
-"""Budgets: how much compute one run gets (DESIGN section 6), ``--budget smoke|small|seed|full``.
+"""Budgets: how much compute one run gets (docs/design.md section 6),
+``--budget smoke|small|seed|full``.
 
 A budget rewrites the three specs of a run and says what it changed; the change list is recorded
 with the study and stated in reports.
@@ -24,9 +25,9 @@ width, doubled per deeper layer, or one width per layer; ``enc_channels``) and `
 to ``min_patch``, for search spaces only: a fixed configuration is passed with
 ``fixed_model=True`` and keeps the seed's parameter count at every budget.
 
-Measured for ``small`` (shared/measurements/cpu-learning.md and benchmarks/RESULTS.md): at 32x32
-with one digit, an autoencoder with patch 4 reaches about 0.55x the MSE of predicting black frames
-in 600 steps (a minute on one core); at 4 x 12 steps every model learned a gray blob.
+Measured for ``small`` (benchmarks/RESULTS.md, "Learning at the small budget"): at 32x32 with one
+digit, an autoencoder with patch 4 reaches about 0.55x the MSE of predicting black frames in 600
+steps (about a minute and a half on one core); at 4 x 12 steps every model learned a gray blob.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def make_dashboard_server(storage: str | None = None, host: str = "127.0.0.1",
                           port: int = 8080, artifacts: str | Path | None = None) -> WSGIServer:
     """A WSGI server (not yet serving) for optuna-dashboard on the store at ``storage``.
 
-    The store must exist; its artifact store is :func:`hpo_vidpred.storage.artifact_dir` unless
+    The store must exist; its artifact store is :func:`hpo_vidpred.store.artifact_dir` unless
     ``artifacts`` names another folder. A port in use is an :class:`HpoError`.
     """
     import optuna_dashboard

@@ -155,7 +155,7 @@ def default_workers(device: str = "auto") -> int:
     (see benchmarks/workers_per_device.py and benchmarks/RESULTS.md)."""
     cores = os.cpu_count() or 1
     if resolve_device(device).type == "cuda":
-        # Not measured yet (no GPU in the sessions so far): small recurrent models leave a GPU
+        # Not measured yet (no GPU figures yet): small recurrent models leave a GPU
         # mostly idle and are bound by Python and kernel launches, which several processes
         # overlap; each worker needs a core or two for that.
         return max(1, min(CUDA_WORKERS, cores // 2))

@@ -1,4 +1,5 @@
-"""Frame metrics on [0, 1], batched torch on whatever device the frames are on (DESIGN section 7).
+"""Frame metrics on [0, 1], batched torch on whatever device the frames are on (docs/design.md
+section 7).
 
 Every metric is first computed per frame, i.e. per ``(sample, future step)`` pair of a
 ``(B, T, C, H, W)`` prediction, and then averaged:
@@ -16,8 +17,8 @@ Every metric is first computed per frame, i.e. per ``(sample, future step)`` pai
 
 :class:`MetricSums` accumulates per-step sums over batches, so a whole split is averaged over
 all of its frames whatever the batch size. :func:`trivial_baselines` scores the predictors every
-model must beat (DESIGN section 7): all-black frames, the last input frame copied forward and the
-mean of the input frames.
+model must beat (docs/design.md section 7): all-black frames, the last input frame copied forward
+and the mean of the input frames.
 """
 
 from __future__ import annotations

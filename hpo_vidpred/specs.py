@@ -1,4 +1,4 @@
-"""Frozen specifications passed between the parts (DESIGN section 3).
+"""Frozen specifications passed between the parts (docs/design.md section 3).
 
 Each part receives only its own spec: the data loaders a :class:`DataSpec`, the model factory a
 :class:`ModelSpec`, the training loop a :class:`TrainSpec`. Results store ``asdict(spec)`` so that every
@@ -126,8 +126,9 @@ def _count(value: Any, least: int = 1) -> bool:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """What ``hpo run`` optimizes (DESIGN section 8). Recorded with the study, with the search space
-    and the budgeted specs it resolves to; a run that finds the study with another spec refuses."""
+    """What ``hpo run`` optimizes (docs/design.md section 8). Recorded with the study, with the
+    search space and the budgeted specs it resolves to; a run that finds the study with another
+    spec refuses."""
 
     arch: str = "autoencoder"
     data: str = "mmnist"

@@ -1,6 +1,6 @@
-"""The one training loop (DESIGN section 6): fixed baselines, study trials and retrains all call
-:func:`train_and_evaluate`, and every optimizer step is a :class:`TrainStep` (``hpo bench`` times
-the same one).
+"""The one training loop (docs/design.md section 6): fixed baselines, study trials and retrains
+all call :func:`train_and_evaluate`, and every optimizer step is a :class:`TrainStep` (``hpo
+bench`` times the same one).
 
 An epoch is ``spec.steps_per_epoch`` Adam steps (Kingma & Ba 2015); after each epoch the model
 predicts the fixed validation split closed-loop and ``val_mse`` (MSE per pixel on [0, 1]) is the
@@ -70,7 +70,8 @@ class TrainResult:
         return self.best_metrics.get("psnr")
 
     def user_attrs(self) -> dict[str, Any]:
-        """The attributes every trial stores (DESIGN section 8); JSON-safe (no NaN, no tensors)."""
+        """The attributes every trial stores (docs/design.md section 8); JSON-safe (no NaN or
+        tensors)."""
         return {
             "val_mse": _json_float(self.best_val_mse),
             "n_params": self.n_params,

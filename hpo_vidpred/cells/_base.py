@@ -1,4 +1,4 @@
-"""The one interface every recurrent cell has (DESIGN section 4) and the cell registry.
+"""The one interface every recurrent cell has (docs/design.md section 4) and the cell registry.
 
 A cell maps one input frame ``x_t (B, C_in, H, W)`` and its state to a hidden state
 ``h_t (B, hidden, H, W)`` and the next state. ``step`` returns every gate by name (the tests

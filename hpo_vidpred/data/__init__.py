@@ -1,4 +1,4 @@
-"""Datasets (DESIGN section 5): Moving MNIST, KTH and KITTI, kept on the training device.
+"""Datasets (docs/design.md section 5): Moving MNIST, KTH and KITTI, kept on the training device.
 
 Usage::
 

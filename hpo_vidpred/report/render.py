@@ -1,4 +1,5 @@
-"""``hpo report``: tables and figures from the study store, readable offline (DESIGN section 3).
+"""``hpo report``: tables and figures from the study store, readable offline (docs/design.md
+section 3).
 
 Writes into one folder::
 
@@ -21,7 +22,7 @@ Writes into one folder::
     plotly.min.js       plotly.js, once, referred to by the pages (no network needed)
     style.css           the pages' style
 
-Reports are generated from the stores, never written by hand (STYLE.md); every table says the
+Reports are generated from the stores, never written by hand; every table says the
 command that reproduces it; the numbers follow :mod:`hpo_vidpred.report.tables`. Every model is
 set against the trivial predictors its study recorded on every metric (skill, "NOT LEARNED",
 "LOST STRUCTURE"); the report opens with the models that did not learn or lost structure.

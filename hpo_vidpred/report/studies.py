@@ -1,7 +1,7 @@
 """The report's tables about search studies: outcomes, compute, best configurations and each
 study's hyperparameters -- scientific (architecture, cell), nuisance (everything else searched)
-and fixed -- with a warning where a best value sits at the edge of its range (STYLE.md, "Running
-studies fairly").
+and fixed, as the deep-learning tuning playbook (Google Research) names them -- with a warning
+where a best value sits at the edge of its range (the range was too narrow).
 
 Statistics that need many trials are held back below :data:`MIN_COMPLETE` complete trials, with
 a line that says so: with a handful of trials the best one sits at an edge of some range by
