@@ -1,6 +1,6 @@
 """``hpo run``'s study: samplers, pruners, the plan, the objective and the summary.
 
-``hpo run`` (DESIGN sections 3 and 8) resolves a :class:`~hpo_vidpred.specs.StudySpec` into a
+``hpo run`` (docs/design.md sections 3, 8) resolves a :class:`~hpo_vidpred.specs.StudySpec` into a
 :class:`StudyPlan` -- the validated search space and the budgeted data, model and training specs --
 before anything runs. The study is created or reopened with :func:`open_search_study` (one spec
 check, :func:`hpo_vidpred.store.records.open_record`). Each trial samples the space, becomes a
