@@ -1,5 +1,5 @@
 """The study store behind Optuna's gRPC proxy: ``hpo store serve`` (:func:`serve`) and
-``hpo run --storage grpc://host:port`` (:class:`ProxyStorage`). DESIGN section 11.
+``hpo run --storage grpc://host:port`` (:class:`ProxyStorage`). docs/design.md section 11.
 
 Optuna's proxy (``optuna.storages.run_grpc_proxy_server`` / ``GrpcStorageProxy``, Optuna >= 4.2)
 carries the storage API only: no heartbeats (``GrpcStorageProxy`` is not a ``BaseHeartbeat``), no
