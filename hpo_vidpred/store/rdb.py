@@ -1,7 +1,7 @@
 """The RDB storage the study store opens (SQLite, PostgreSQL): Optuna's, with lost connections
 ridden out (:mod:`.retry`), SQLite transactions that take the write lock up front, and fewer
-round trips per trial (DESIGN section 11; measured by ``benchmarks/store_overhead.py``, before and
-after in benchmarks/RESULTS.md). It keeps Optuna's storage contract
+round trips per trial (docs/design.md section 11; measured by ``benchmarks/store_overhead.py``,
+before and after in benchmarks/RESULTS.md). It keeps Optuna's storage contract
 (``optuna.testing.pytest_storages.StorageTestCase`` passes against it, inside
 :func:`reading_once` too: tests/store/test_optuna_contract.py).
 
