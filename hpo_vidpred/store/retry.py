@@ -1,5 +1,5 @@
-"""Riding out a dropped connection to the study store (DESIGN section 11, "Studies, stores and
-workers"): a PostgreSQL restart or fail-over, a network blip, a restarted gRPC proxy.
+"""Riding out a dropped connection to the study store (docs/design.md section 11, "Studies,
+stores and workers"): a PostgreSQL restart or fail-over, a network blip, a restarted gRPC proxy.
 
 Every call of the storage API that the workers make (ask, tell, report, heartbeats, reads) is
 retried with backoff while it fails because the connection was lost or refused; other errors (a
