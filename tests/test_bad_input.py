@@ -1,5 +1,5 @@
 """Every flag of every command with a bad value: exit code 2, one line on stderr that starts with
-``error:``, and nothing created or written (DESIGN section 9)."""
+``error:``, and nothing created or written (docs/design.md section 9)."""
 
 from __future__ import annotations
 

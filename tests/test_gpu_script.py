@@ -1,4 +1,4 @@
-"""benchmarks/gpu.sh, the one script a device session runs, dry-run on the CPU: every step at smoke
+"""benchmarks/gpu.sh, the one script for a GPU machine, dry-run on the CPU: every step at smoke
 sizes, so that the first contact with a GPU cannot fail on a typo, a missing wheel or a flag."""
 
 from __future__ import annotations
@@ -41,4 +41,4 @@ def test_the_gpu_script_dry_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
         names = set(tar.getnames())
     assert {"./report/index.html", "./study.json", "./workers.json"} <= names
     assert sorted(p.name for p in out.iterdir()) == ["gpu-results.tar.gz", "steps.tsv",
-                                                     "summary.json"]  # the device brings 8 back
+                                                     "summary.json"]  # three files to bring back

@@ -1,4 +1,5 @@
-"""Frame metrics against scikit-image on real Moving MNIST frames (DESIGN section 7)."""
+"""Frame metrics against scikit-image on real Moving MNIST frames (docs/design.md
+section 7)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from hpo_vidpred.errors import HpoError
 from hpo_vidpred.report import write_report
 from hpo_vidpred.store.records import TRIVIAL
 
-smoke = matrix_fixture()  # the smoke matrix, run once per session
+smoke = matrix_fixture()  # the smoke matrix, run once per session
 
 
 def _csv(path: Path) -> dict[tuple[str, str], dict[str, str]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from smoke_matrix import SEARCH, matrix_fixture
 
-smoke = matrix_fixture()  # the smoke matrix, run once per session
+smoke = matrix_fixture()  # the smoke matrix, run once per session
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"),
                              shutil.which("google-chrome"), "/usr/bin/chromium")

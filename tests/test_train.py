@@ -1,4 +1,5 @@
-"""The training loop: schedules, stop reasons, determinism, trial calls (DESIGN section 6).
+"""The training loop: schedules, stop reasons, determinism, trial calls (docs/design.md
+section 6).
 
 These tests drive :func:`train_and_evaluate` with a tiny convolutional predictor and a small
 in-memory data object with the VideoData interface, so each run takes milliseconds; the real

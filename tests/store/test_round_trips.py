@@ -1,4 +1,4 @@
-"""Fewer round trips per trial (issue 14, item 5): batched user attributes, sampling that reads
+"""Fewer round trips per trial: batched user attributes, sampling that reads
 the study once and writes its parameters once, a study id looked up once per sampling -- and what
 a trial of ``hpo run`` costs in store calls, counted (not timed) so that a change that adds calls
 fails."""
