@@ -2,7 +2,7 @@
 compute each needs to find what plain Optuna finds, over many paired seeds.
 
     python benchmarks/replay.py --table benchmarks/tables/autoencoder-mmnist-small.csv \\
-        --seeds 50 --workers 1 --json                 # the RESULTS.md figures (and --workers 4)
+        --seeds 50 --workers 1 --json                 # figures for RESULTS.md (and --workers 4)
     python benchmarks/replay.py --table T --seeds 50 --workers 4 --figure anytime-w4.png
 
 The table (benchmarks/lc_table.py) holds configurations drawn by a space-filling sampler, each
