@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["install_interrupts", "interrupts", "take_interrupt"]
+__all__ = ["deferred", "install_interrupts", "interrupts", "take_interrupt"]
 
 _STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM") if hasattr(signal, n))
 _pending = False  # an interrupt was signalled and no handler has taken it yet
+_deferring = 0  # inside deferred(): an interrupt waits for the block's end
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -29,7 +30,23 @@ def _on_signal(signum: int, frame: Any) -> None:
     _pending = True
     if hasattr(signal, "setitimer"):
         signal.setitimer(signal.ITIMER_REAL, 1.0)
-    raise KeyboardInterrupt
+    if not _deferring:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """An interrupt signalled inside the block is raised when it ends: for a step that must not
+    be cut in two, such as a trial created in the store and the clean-up that fails it on an
+    interrupt put in place (a SIGTERM between the two left a fixed trial RUNNING)."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if _pending and not _deferring:
+        raise KeyboardInterrupt
 
 
 def _on_alarm(signum: int, frame: Any) -> None:

@@ -1,9 +1,11 @@
 """The issue's smoke matrix, run once per test session and shared by the tests that read it.
 
 ``hpo matrix --data mmnist --archs autoencoder --trials 3 --seeds 2 --budget smoke`` is started as
-a real process, interrupted with SIGINT as soon as the comparison study holds its first retrain,
-and started again with the same command, which must finish it. The first run's finished trials
-are kept (``before``) so that tests can check the second run redid none of them.
+a real process, stopped with SIGTERM (what a batch system's time limit sends) as soon as the
+comparison study holds its first retrain and a fixed retrain trains (an ``hpo fixed`` trial is
+RUNNING), and started again with the same command, which must finish it. The first run's finished
+trials are kept (``before``) so that tests can check the second run redid none of them, and its
+RUNNING ones (``running``: none may be left behind).
 """
 
 from __future__ import annotations
@@ -30,6 +32,42 @@ SEARCH = ("autoencoder-mmnist-convlstm", "autoencoder-mmnist-stlstm")
 FIXED = ("fixed-autoencoder-mmnist-convlstm", "fixed-autoencoder-mmnist-stlstm")
 
 
+def stop_when(proc: subprocess.Popen, ready, wait_s: float = 900.0) -> tuple[str, str]:
+    """SIGTERM (what a batch system's time limit sends) to ``proc`` once ``ready()``, again every
+    5 s while it runs on; its stdout and stderr."""
+    deadline = time.time() + wait_s
+    while proc.poll() is None and time.time() < deadline and not ready():
+        time.sleep(0.3)
+    for _ in range(20):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    return proc.communicate(timeout=300)
+
+
+def trials_in(db: Path, study: str, state: str = "%") -> int:
+    """Trials of the studies named like ``study`` in ``state``, read without taking any lock
+    (a run writes)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM trials JOIN studies USING (study_id) "
+                                "WHERE study_name LIKE ? AND state LIKE ?",
+                                (study, state)).fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def running(url: str) -> list[str]:
+    """``study trial`` of every RUNNING trial in the store."""
+    return [f"{name} {t.number}" for name in optuna.get_all_study_names(url)
+            for t in optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+            if t.state == optuna.trial.TrialState.RUNNING]
+
+
 def _finished(url: str) -> dict[str, dict[str, Any]]:
     """study -> trial number -> (state, value, completed at) of every finished trial."""
     out = {}
@@ -38,20 +76,6 @@ def _finished(url: str) -> dict[str, dict[str, Any]]:
         out[name] = {str(t.number): [t.state.name, t.value, str(t.datetime_complete)]
                      for t in trials if t.state.is_finished()}
     return out
-
-
-SIGINT_DEFAULT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-                  "os.execv(sys.argv[1], sys.argv[1:])")
-
-
-def _compare_trials(db: Path) -> int:
-    """Trials of the comparison study, read without taking any lock (the matrix writes)."""
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            return conn.execute("SELECT COUNT(*) FROM trials JOIN studies USING (study_id) "
-                                "WHERE study_name = ?", (COMPARE,)).fetchone()[0]
-    except sqlite3.Error:  # not created yet
-        return 0
 
 
 def run_smoke_matrix(base: Path) -> dict[str, Any]:
@@ -68,35 +92,18 @@ def run_smoke_matrix(base: Path) -> dict[str, Any]:
                 str(root / "report")]
         env = {**os.environ, "HPO_MODELS_DIR": str(root / "models"), "OMP_NUM_THREADS": "1"}
         env.pop("HPO_STORAGE", None)
-        # SIGINT as at a terminal even when the tests run as a background job (which ignores
-        # it): restored by a small exec wrapper, not a preexec_fn (a fork of this process, which
-        # may hold gRPC's threads from the proxy tests, can abort before it execs)
-        first = subprocess.Popen([sys.executable, "-c", SIGINT_DEFAULT, *args], cwd=root,
-                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True)
-        deadline = time.time() + 900
-        while first.poll() is None and time.time() < deadline:
-            if (root / "store.db").is_file() and _compare_trials(root / "store.db") >= 1:
-                break
-            time.sleep(0.5)
-        # Ctrl-C, again every few seconds while it runs on: Python drops a KeyboardInterrupt
-        # that lands in a weakref callback or __del__ ("Exception ignored in ..."), as a user
-        # would press Ctrl-C again.
-        for _ in range(20):
-            if first.poll() is not None:
-                break
-            first.send_signal(signal.SIGINT)
-            try:
-                first.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        out1, err1 = first.communicate(timeout=300)
-        before = _finished(url)
+        first = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        db = root / "store.db"
+        out1, err1 = stop_when(first, lambda: trials_in(db, COMPARE) >= 1
+                               and trials_in(db, "fixed-%", "RUNNING") >= 1)
+        before, left = _finished(url), running(url)
         second = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True,
                                 timeout=1200)
         result = {"root": str(root), "url": url, "report": str(root / "report"),
                   "models": str(root / "models"), "first_rc": first.returncode,
-                  "first_err": err1[-4000:], "before": before, "rc": second.returncode,
+                  "first_err": err1[-4000:], "before": before, "running": left,
+                  "after": running(url), "rc": second.returncode,
                   "out": second.stdout, "err": second.stderr[-20000:]}
         done.write_text(json.dumps(result))
         return result

@@ -21,6 +21,7 @@ import typer  # noqa: E402
 
 from .. import budgets  # noqa: E402
 from ..errors import HpoError  # noqa: E402
+from ..interrupts import install_interrupts, take_interrupt  # noqa: E402
 from ..jobs.samplers import PRUNERS, SAMPLERS  # noqa: E402
 from ..registry import module_names  # noqa: E402
 
@@ -99,6 +100,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        take_interrupt()  # a second Ctrl-C or SIGTERM while this process ends is ignored
         print("error: interrupted; everything finished so far is stored", file=sys.stderr)
         return 130
     except SystemExit as exc:  # typer/click exits (--help, usage errors)
@@ -128,7 +130,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 def entry() -> None:
     """The ``hpo`` command. After an interrupt (130) the process ends at once: what finished is
     stored and the interrupted trials are queued by then. A normal interpreter shutdown here was
-    seen, about once in 15 SIGTERMs, to end by SIGINT (exit status -2) instead of 130."""
+    seen, about once in 15 SIGTERMs, to end by SIGINT (exit status -2) instead of 130. Ctrl-C and
+    SIGTERM are an interrupt (130, one line) in every command and at every moment, also between
+    the steps that catch them (a second SIGTERM, sent while a stopped run wound down, ended it
+    with the default action, 143)."""
+    install_interrupts()
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -46,15 +46,16 @@ from .. import data as datasets
 from ..checkpoint import checkpoint_path, load_checkpoint
 from ..devices import resolve_options, seed_everything
 from ..errors import HpoError
+from ..interrupts import interrupts
 from ..metrics import split_baselines
 from ..specs import METRICS, DataSpec, to_dict
 from ..strip import moving_sequences
-from ..store import mask_url, normalize_url, open_storage
+from ..store import mask_url, normalize_url
 from ..store.records import (encode_frames, judge_metrics, open_record, ratio_text,
                              trivial_scores)
 from ..train import evaluate, train_and_evaluate
 from .compare_plan import ComparePlan, Retrain, compare_name, plan_compare
-from .fixed import FixedPlan, train_fixed
+from .fixed import FixedPlan, open_fixed_store, train_fixed
 
 __all__ = ["ROLES", "ComparePlan", "Retrain", "compare_name", "format_summary", "plan_compare",
            "run_compare", "summarize"]
@@ -75,13 +76,14 @@ class _Context:
     strip_index: tuple[int, ...] = ()  # the test sequences whose predictions are kept
 
 
+@interrupts()  # Ctrl-C and SIGTERM (a time limit): a fixed retrain's trial is FAIL, not RUNNING
 def run_compare(plan: ComparePlan, storage: Optional[str] = None, *, progress: bool = True,
                 log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Run every retrain of ``plan`` that the comparison study does not have yet; returns the
     summary (what ``--json`` prints)."""
     url = normalize_url(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(url)
+    storage = open_fixed_store(url)  # its fixed retrains are hpo fixed runs
 
     def study_of(create: bool) -> Optional[optuna.Study]:
         return open_record(storage, plan.study_name, "compare", plan.record(),

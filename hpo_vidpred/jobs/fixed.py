@@ -27,19 +27,23 @@ from .. import archs, budgets
 from .. import data as datasets
 from ..checkpoint import checkpoint_path
 from ..devices import resolve_device, seed_everything
+from ..interrupts import deferred, interrupts, take_interrupt
 from ..metrics import split_baselines
 from ..specs import DataSpec, ModelSpec, TrainSpec, to_dict, to_record
-from ..store import mask_url, normalize_url, open_storage
+from ..store import lifecycle, mask_url, normalize_url, open_storage
 from ..store.lifecycle import set_user_attrs
 from ..store.records import open_record, ratio_text, trivial_scores
 from ..train import train_and_evaluate
 from .search import eta_line
 
-__all__ = ["FIXED_TRAIN", "FixedPlan", "plan_fixed", "run_fixed", "train_fixed",
-           "fixed_params", "format_summary"]
+__all__ = ["FIXED_TRAIN", "HEARTBEAT_S", "FixedPlan", "plan_fixed", "open_fixed_store",
+           "run_fixed", "train_fixed", "fixed_params", "format_summary"]
 
 # The seed's optimizer settings (slides: Adam, lr 1e-3, StepLR x0.1 after epochs / 2).
 FIXED_TRAIN = {"lr": 1e-3, "schedule": "step_half"}
+# A fixed run's trial beats like a search trial (seconds), so that one whose process was killed
+# is found stale and failed by the next run of its study (not re-queued: that run asks anew).
+HEARTBEAT_S = 30
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ def fixed_params(model: ModelSpec, train: TrainSpec) -> dict[str, Any]:
     return params
 
 
+@interrupts()  # Ctrl-C and SIGTERM (a batch system's time limit): the trial is FAIL, not RUNNING
 def run_fixed(plan: FixedPlan, storage: Optional[str] = None, *, progress: bool = True,
               log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Train ``plan`` and record it as one trial of study ``plan.study_name``.
@@ -117,10 +122,16 @@ def run_fixed(plan: FixedPlan, storage: Optional[str] = None, *, progress: bool 
     """
     url = normalize_url(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
-    store = open_storage(url)
+    store = open_fixed_store(url)
     plan.open(store, create=False)  # refuse another spec before loading anything
     data = datasets.load(plan.data, plan.train.device)  # missing data: an error, no empty study
     return train_fixed(plan, store, data, mask_url(url), progress=progress, log=log)
+
+
+def open_fixed_store(url: str) -> Any:
+    """The study store as fixed runs use it: trials beat (:data:`HEARTBEAT_S`), and a stale one
+    is failed, not re-queued."""
+    return open_storage(url, heartbeat_interval=HEARTBEAT_S, requeue=False)
 
 
 def train_fixed(plan: FixedPlan, store: Any, data: Any, storage_label: str, *,
@@ -130,34 +141,51 @@ def train_fixed(plan: FixedPlan, store: Any, data: Any, storage_label: str, *,
     its fixed retrains this way, with the store and data it has open)."""
     device = data.device
     study = plan.open(store, create=True)
+    lifecycle.fail_stale(study, 4 * HEARTBEAT_S)  # a run of this study killed before: FAIL
     if "baselines" not in study.user_attrs:
         study.set_user_attr("baselines", split_baselines(data, "val", plan.train.val_batch_size))
     baselines = study.user_attrs["baselines"]
     seed_everything(plan.train.seed)  # the initial weights repeat too
     model = archs.create_model(plan.model)
     params = fixed_params(plan.model, plan.train)
-    trial = study.ask({k: CategoricalDistribution([v]) for k, v in params.items()})
-    set_user_attrs(trial, {"model_spec": to_dict(plan.model), "train_spec": to_dict(plan.train)})
-    path = checkpoint_path(plan.study_name, f"trial-{trial.number}")
-    log(f"training {plan.study_name} trial {trial.number}: {archs.count_params(model):,} "
-        f"parameters on {device}, budget {plan.budget} ({plan.train.epochs} epochs x "
-        f"{plan.train.steps_per_epoch} steps, batch {plan.train.batch_size}, "
-        f"{plan.data.height}x{plan.data.width}, {plan.data.n_in} -> {plan.data.n_out})")
-    try:
+    trial = beat = None
+    told = False
+    try:  # from the trial's first moment to its last: an interrupt anywhere leaves it FAIL
+        with deferred():  # not between its creation and the clean-up below knowing it
+            trial = lifecycle.ask(study, {k: CategoricalDistribution([v])
+                                          for k, v in params.items()})
+            beat = lifecycle.Heartbeat(study, trial, HEARTBEAT_S)
+        set_user_attrs(trial, {"model_spec": to_dict(plan.model),
+                               "train_spec": to_dict(plan.train)})
+        path = checkpoint_path(plan.study_name, f"trial-{trial.number}")
+        log(f"training {plan.study_name} trial {trial.number}: {archs.count_params(model):,} "
+            f"parameters on {device}, budget {plan.budget} ({plan.train.epochs} epochs x "
+            f"{plan.train.steps_per_epoch} steps, batch {plan.train.batch_size}, "
+            f"{plan.data.height}x{plan.data.width}, {plan.data.n_in} -> {plan.data.n_out})")
         result = train_and_evaluate(
             model, data, plan.train, trial=trial, progress=progress, checkpoint_path=path,
             model_spec=plan.model, data_spec=plan.data,
             eta=lambda s: log(eta_line(s, plan.budget, str(device))))
-    except BaseException:
-        study.tell(trial, state=TrialState.FAIL)
+        saved = result.best_state is not None
+        set_user_attrs(trial, {**result.user_attrs(),
+                               **({"checkpoint": str(path)} if saved else {})})
+        if math.isfinite(result.best_val_mse):
+            study.tell(trial, result.best_val_mse)
+        else:
+            trial.set_user_attr("fail_reason", f"{result.stop_reason} before any epoch validated")
+            study.tell(trial, state=TrialState.FAIL)
+        told = True
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM
+            take_interrupt()
+        if trial is not None and not told:
+            trial.set_user_attr("fail_reason", "interrupted" if isinstance(
+                exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
+            study.tell(trial, state=TrialState.FAIL)
         raise
-    saved = result.best_state is not None
-    set_user_attrs(trial, {**result.user_attrs(), **({"checkpoint": str(path)} if saved else {})})
-    if math.isfinite(result.best_val_mse):
-        study.tell(trial, result.best_val_mse)
-    else:
-        trial.set_user_attr("fail_reason", f"{result.stop_reason} before any epoch validated")
-        study.tell(trial, state=TrialState.FAIL)
+    finally:
+        if beat is not None:
+            beat.stop()
     return {
         "study": plan.study_name,
         "storage": storage_label,

@@ -23,6 +23,7 @@ from .. import data as data_mod
 from ..cells import CELLS
 from ..devices import resolve_devices
 from ..errors import HpoError
+from ..interrupts import interrupts
 from ..specs import StudySpec
 from ..store import mask_url, normalize_url
 from ..store.records import judge_metrics, verdict_label
@@ -109,6 +110,7 @@ def _available(plan: MatrixPlan, data: str) -> Optional[str]:
     return None
 
 
+@interrupts()  # Ctrl-C and SIGTERM between and inside the steps: nothing is left RUNNING
 def run_matrix(plan: MatrixPlan, storage: Optional[str] = None, out: Optional[str] = None, *,
                progress: bool = True,
                log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:

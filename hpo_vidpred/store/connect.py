@@ -102,12 +102,14 @@ def open_storage(
     create_tables: bool = True,
     read_only: bool = False,
     pool: tuple[int, int] = (2, 3),
+    requeue: bool = True,
 ) -> optuna.storages.BaseStorage:
     """Open (and create where needed) the study store at ``url``.
 
     With ``heartbeat_interval`` (seconds) running trials record heartbeats; a trial silent for
     ``grace_period`` (default twice the interval) is failed and re-queued up to
-    :data:`MAX_RETRIES` times. ``must_exist`` refuses to create a new SQLite file (the dashboard);
+    :data:`MAX_RETRIES` times (``requeue=False``: failed only; a fixed run's trial, which the
+    next run asks for anew). ``must_exist`` refuses to create a new SQLite file (the dashboard);
     ``read_only`` (report, export) also writes nothing: a SQLite file is opened ``mode=ro`` (or
     ``immutable`` when its folder is read-only), without lock file or journal change.
     ``create_tables=False`` skips the schema check for a store known to exist (a worker whose
@@ -141,7 +143,7 @@ def open_storage(
     if heartbeat_interval:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            on_stale = RequeueOnce(max_retry=MAX_RETRIES)
+            on_stale = RequeueOnce(max_retry=MAX_RETRIES) if requeue else None
         rdb_kwargs.update(
             heartbeat_interval=int(heartbeat_interval),
             grace_period=int(grace_period or 2 * heartbeat_interval),

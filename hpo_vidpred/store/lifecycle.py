@@ -55,11 +55,12 @@ def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
     trial._cached_frozen_trial.user_attrs.update(attrs)
 
 
-def ask(study: optuna.Study) -> optuna.Trial:
-    """A new trial (or a queued one), with a first heartbeat so that it is stale-detectable."""
+def ask(study: optuna.Study, distributions: dict[str, Any] | None = None) -> optuna.Trial:
+    """A new trial (or a queued one), with a first heartbeat so that it is stale-detectable;
+    ``distributions``: fixed ones, as ``Study.ask`` takes them (``hpo fixed``)."""
     with warnings.catch_warnings():  # the caller beats, not optimize()
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed")
-        trial = study.ask()
+        trial = study.ask(distributions)
     study._storage.record_heartbeat(trial._trial_id)
     return trial
 

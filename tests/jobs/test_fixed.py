@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+from smoke_matrix import stop_when, trials_in
 
 from hpo_vidpred import archs
 from hpo_vidpred.cli import main
 from hpo_vidpred.errors import HpoError
+from hpo_vidpred.jobs import fixed as fixed_job
 from hpo_vidpred.jobs.fixed import fixed_params, plan_fixed, run_fixed
+from hpo_vidpred.store import lifecycle
 
 STUDY = "fixed-autoencoder-mmnist-convlstm"
 
@@ -91,3 +99,41 @@ def test_missing_data_is_one_line_and_leaves_no_study(capsys, tmp_path: Path) ->
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "KTH" in err and err.count("\n") == 1
     assert optuna.get_all_study_names(storage) == []
+
+
+FIXED_ARGS = [sys.executable, "-m", "hpo_vidpred.cli", "fixed", "--arch", "autoencoder",
+              "--data", "mmnist", "--cell", "convlstm", "--budget", "smoke", "--quiet"]
+
+
+def test_sigterm_mid_training_fails_the_trial_and_a_rerun_trains_it(tmp_path: Path) -> None:
+    """SIGTERM (a batch system's time limit) exited 143 and left the trial RUNNING for good:
+    now it is FAIL ("interrupted"), the run says so in one line, and the rerun trains once."""
+    db = tmp_path / "store.db"
+    args = [*FIXED_ARGS, "--storage", f"sqlite:///{db}"]
+    first = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    _, err = stop_when(first, lambda: trials_in(db, STUDY, "RUNNING") >= 1)
+    assert first.returncode == 130, err
+    assert err.splitlines()[-1] == "error: interrupted; everything finished so far is stored"
+    (stopped,) = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{db}").trials
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["fail_reason"] == "interrupted"
+    rerun = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    trials = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{db}").trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_a_fixed_trial_whose_process_died_is_failed_by_the_next_run(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """kill -9 leaves a fixed trial RUNNING; it beats now, so the next run of the study finds it
+    stale after the grace period and fails it (not re-queued: that run asks anew)."""
+    monkeypatch.setattr(fixed_job, "HEARTBEAT_S", 1)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    plan = plan_fixed("autoencoder", "mmnist", "convlstm", "smoke", device="cpu")
+    study = plan.open(fixed_job.open_fixed_store(url), create=True)
+    params = fixed_params(plan.model, plan.train)
+    lifecycle.ask(study, {k: CategoricalDistribution([v]) for k, v in params.items()})
+    time.sleep(3.5)  # its one heartbeat is older than the grace period (2 s) now
+    run_fixed(plan, url, progress=False)
+    trials = optuna.load_study(study_name=STUDY, storage=url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]

@@ -21,8 +21,9 @@ smoke = matrix_fixture()  # the issue's smoke matrix, run once per session
 @pytest.mark.slow
 def test_interrupted_matrix_resumes_without_redoing_anything(matrix: dict) -> None:
     url = matrix["url"]
-    assert matrix["first_rc"] == 130, matrix["first_err"]  # stopped by SIGINT mid-comparison
+    assert matrix["first_rc"] == 130, matrix["first_err"]  # stopped by SIGTERM mid-comparison
     assert "interrupted" in matrix["first_err"]
+    assert matrix["running"] == matrix["after"] == []  # the interrupted fixed retrain is FAIL
     assert matrix["rc"] == 0, matrix["err"]
     before, now = matrix["before"], _finished(url)
     # The interruption came after both studies and at least one retrain had finished.
