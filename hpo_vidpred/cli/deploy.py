@@ -65,8 +65,11 @@ def prepare(ctx: typer.Context, as_json: bool = JSON) -> None:
     run_command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
     with run_command.make_context("hpo run", args[1:]) as sub:
         params = dict(sub.params)
-    summary = prepare_job.prepare_study(search.plan_study(_run_spec(params)),
-                                        normalize_url(params.get("storage")), params["trials"])
+    summary = prepare_job.prepare_study(
+        search.plan_study(_run_spec(params)), normalize_url(params.get("storage")),
+        params["trials"], warm=_names(params.get("warm_start")) or (),
+        warm_top=params["warm_top"], timeout=params["timeout"], heartbeat=params["heartbeat"],
+        threads=params["threads"])
     _show(summary, as_json, prepare_job.format_prepared)
 
 

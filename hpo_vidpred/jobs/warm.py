@@ -79,7 +79,14 @@ def warm_start(study: optuna.Study, storage: Any, sources: Sequence[str], space:
     done = set(study.user_attrs.get("warm_start", {}).get("sources", ()))
     lines: list[str] = []
     new = [s for s in sources if s not in done]
+    names = set(optuna.get_all_study_names(storage)) - {study.study_name}
     for name in new:
+        if name == study.study_name:
+            raise HpoError(f"--warm-start {name}: that is this study, whose configurations ran "
+                           "here already; warm-start from another study")
+        if name not in names:
+            raise HpoError(f"--warm-start {name}: no such study in this store (its studies: "
+                           f"{', '.join(sorted(names)[:20]) or 'none'})")
         source = load_study(storage, name)
         attrs = source.user_attrs
         if study_kind(attrs) not in ("search", "fixed"):
@@ -103,7 +110,13 @@ def warm_start(study: optuna.Study, storage: Any, sources: Sequence[str], space:
                 raise HpoError(f"--warm-start {name}: its parameters ({', '.join(t.params)}) have "
                                "nothing in common with this search space")
             label = f"study {name} trial {t.number}"
+            before = len(study.get_trials(deepcopy=False))
             study.enqueue_trial(params, user_attrs={"warm_start": label}, skip_if_exists=True)
+            if len(study.get_trials(deepcopy=False)) == before:  # Optuna found it in the study
+                room += 1
+                lines.append(f"warm start: {label} (value {trial_value(t):.5g}) already tried "
+                             "here, not enqueued")
+                continue
             lines.append(f"warm start: {label} (value {trial_value(t):.5g}) enqueued"
                          + ("; " + "; ".join(changes) if changes else ""))
     if new:

@@ -42,9 +42,8 @@ from .progress import StudyProgress
 from . import segments
 from .promote import Promotion, Step
 from .samplers import make_pruner, make_sampler, make_scheduler
-from .warm import warm_start
-from .search import (Outcome, StudyPlan, TrainObjective, adopt_recorded, eta_line,
-                     open_search_study, summarize)
+from .prepare import check_flags, open_run_study
+from .search import Outcome, StudyPlan, TrainObjective, eta_line, summarize
 
 __all__ = ["Job", "Objective", "run", "work"]
 
@@ -341,8 +340,8 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     (:mod:`hpo_vidpred.jobs.warm`). Ctrl-C (or SIGTERM) stops every worker; what finished is
     stored and interrupted trials are queued to run first next time.
     """
-    _check_flags(trials=trials, timeout=timeout, heartbeat=heartbeat, grace=grace,
-                 threads=threads, warm_top=warm_top)
+    check_flags(trials=trials, timeout=timeout, heartbeat=heartbeat, grace=grace,
+                threads=threads, warm_top=warm_top)
     started = time.time()
     device_list = resolve_devices(devices)
     workers = resolve_workers(workers, device_list)
@@ -353,20 +352,7 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     else:  # the same check without loading the data here
         objective.check(plan)
     storage = open_storage(storage_url, heartbeat_interval=heartbeat, grace_period=grace)
-    with study_lock(storage, plan.name):
-        existed = plan.name in optuna.get_all_study_names(storage)
-        plan = adopt_recorded(plan, storage)
-        study = open_search_study(plan, storage)
-        plan = plan.as_recorded(study.user_attrs)
-        try:
-            counts = trial_counts(study.get_trials(deepcopy=False))
-            room = trials - counts["finished"] - counts["running"] - counts["waiting"]
-            warmed = warm_start(study, storage, warm, plan.space, plan.spec.arch, warm_top,
-                                room) if warm else []
-        except HpoError:  # a source that cannot warm this study: nothing created
-            if not existed:
-                optuna.delete_study(study_name=plan.name, storage=storage)
-            raise
+    study, plan, warmed, existed = open_run_study(plan, storage, trials, warm, warm_top)
     before = study.get_trials(deepcopy=False)
     job = Job(plan=plan, storage_url=storage_url, target=trials,
               deadline=started + timeout if timeout else None, heartbeat=heartbeat, grace=grace,
@@ -398,21 +384,6 @@ def run(plan: StudyPlan, *, storage_url: str, trials: int, timeout: float | None
     notes += view.notes
     summary = summarize(study, storage_url, trials, time.time() - started, view.ended, notes)
     return {**summary, "workers": workers, "devices": device_list}
-
-
-def _check_flags(*, trials: int, timeout: float | None, heartbeat: int, grace: int | None,
-                 threads: int, warm_top: int) -> None:
-    """Numbers ``hpo run`` cannot use: one line each, before anything is opened or created."""
-    if trials < 1:
-        raise HpoError("--trials must be at least 1")
-    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        raise HpoError("--timeout must be a positive number of seconds")
-    if heartbeat < 1 or (grace is not None and grace < 1):
-        raise HpoError("--heartbeat (and a grace period) must be at least 1 second")
-    if threads < 0:
-        raise HpoError("--threads must be 0 (share the cores out) or a positive number")
-    if warm_top < 1:
-        raise HpoError("--warm-top must be at least 1")
 
 
 def _pool(job: Job, workers: int, devices: list[str], view: StudyProgress,

@@ -87,14 +87,37 @@ def test_a_study_starts_with_the_top_k_of_another(capsys) -> None:
     assert len(lines) == min(3, len(top_all)) and "not enqueued" in lines[-1]
     third = optuna.load_study(study_name="third", storage="sqlite:///studies/hpo.db").trials
     assert len(third) == 1 and third[0].state == TrialState.COMPLETE
+    # a configuration this study tried already is not enqueued again, and not said to be
+    prepare = ["store", "prepare", *RUN, "--trials", "5", "--search-space", "narrow.yaml",
+               "--study", "fourth"]
+    assert main(prepare) == 0
+    fourth = optuna.load_study(study_name="fourth", storage="sqlite:///studies/hpo.db")
+    tried, _ = map_params(dict(top[0].params), _space(NARROW))
+    fourth.add_trial(optuna.trial.create_trial(
+        params=tried, value=0.5, distributions={
+            "lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True),
+            "hidden": optuna.distributions.IntDistribution(2, 4)}))
+    capsys.readouterr()
+    assert main([*prepare, "--warm-start", "first", "--warm-top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"warm start: study first trial {top[0].number} (value "
+                        f"{top[0].value:.5g}) already tried here, not enqueued")
+    assert lines[1].startswith(f"warm start: study first trial {top[1].number} (value ")
+    assert ") enqueued" in lines[1]
+    fourth = optuna.load_study(study_name="fourth", storage="sqlite:///studies/hpo.db").trials
+    assert [t.state for t in fourth] == [TrialState.COMPLETE, TrialState.WAITING]
 
 
-@pytest.mark.parametrize("source_args,message", [
-    (["--arch", "prednet"], "a study of prednet, not autoencoder"),
-    (None, "no study 'nothing' in this store"),
+@pytest.mark.parametrize("prepare", [False, True], ids=["run", "prepare"])
+@pytest.mark.parametrize("source_args,source,message", [
+    (["--arch", "prednet"], "other", "--warm-start other: a study of prednet, not autoencoder"),
+    (None, "nothing", "--warm-start nothing: no such study in this store (its studies: none)"),
+    (None, "new", "--warm-start new: that is this study, whose configurations ran here already"),
 ])
 def test_a_source_that_cannot_warm_this_study_is_one_line_and_creates_nothing(
-        source_args, message, capsys) -> None:
+        source_args, source, message, prepare, capsys) -> None:
+    """hpo store prepare checks what hpo run checks (it created the study and exited 0, and
+    then every job of the array failed)."""
     Path("narrow.yaml").write_text(NARROW)
     if source_args:
         Path("p.yaml").write_text("params:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2}\n")
@@ -102,8 +125,8 @@ def test_a_source_that_cannot_warm_this_study_is_one_line_and_creates_nothing(
                      "--workers", "1", "--quiet", "--search-space", "p.yaml", "--study",
                      "other"]) == 0
     capsys.readouterr()
-    assert main([*RUN, "--trials", "1", "--search-space", "narrow.yaml", "--study", "new",
-                 "--warm-start", "other" if source_args else "nothing"]) == 2
+    assert main([*(["store", "prepare"] if prepare else []), *RUN, "--trials", "1",
+                 "--search-space", "narrow.yaml", "--study", "new", "--warm-start", source]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert "new" not in optuna.get_all_study_names("sqlite:///studies/hpo.db")
