@@ -1,5 +1,5 @@
-"""``hpo compare``: the fixed-vs-optimized protocol (DESIGN section 3; STYLE "Running studies
-fairly").
+"""``hpo compare``: the fixed-vs-optimized protocol (docs/design.md section 3 and "Comparison,
+report, export, matrix").
 
 For each recurrent cell, two configurations are retrained with seeds 0..k-1 at the full budget of
 one level (every epoch; no pruning; early stopping only as the training spec configures it) and

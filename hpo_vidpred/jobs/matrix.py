@@ -1,5 +1,5 @@
 """``hpo matrix``: every dataset x architecture x cell -- the study, the fixed baselines and the
-comparison -- then the report (DESIGN section 1; the seed's 3 x 2 x 3 = 18 experiments).
+comparison -- then the report (docs/design.md section 1; the seed's 3 x 2 x 3 = 18 experiments).
 
 Each combination gets a search study with its cell pinned, ``{arch}-{data}-{cell}``, so both cells
 of an architecture are tuned with the same budget (the same trials, sampler, pruner), which makes

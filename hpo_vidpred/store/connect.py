@@ -1,8 +1,9 @@
-"""Storage URL -> Optuna storage (DESIGN section 8). The URL is the only thing passed around.
+"""Storage URL -> Optuna storage (docs/design.md section 8). The URL is the only thing passed
+around.
 
-SQLite: every transaction starts with ``BEGIN IMMEDIATE`` (the write lock is taken up front, so a
-read that later writes can never fail with "database is locked"), a 60 s busy timeout and WAL
-journaling let several local worker processes share one file. PostgreSQL (psycopg 3) gets a small
+SQLite: every transaction that writes starts with ``BEGIN IMMEDIATE`` (the write lock is taken up
+front, so a read that later writes can never fail with "database is locked"; :mod:`.rdb`), a
+60 s busy timeout and WAL journaling let several local worker processes share one file. PostgreSQL (psycopg 3) gets a small
 pool with ``pool_pre_ping`` and a 5 s connect timeout. Both get heartbeats: a trial whose process
 stopped beating is failed after the grace period and re-queued with its parameters
 (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`). :func:`study_lock` serializes the
