@@ -3,14 +3,15 @@ around.
 
 SQLite: every transaction that writes starts with ``BEGIN IMMEDIATE`` (the write lock is taken up
 front, so a read that later writes can never fail with "database is locked"; :mod:`.rdb`), a
-60 s busy timeout and WAL journaling let several local worker processes share one file. PostgreSQL (psycopg 3) gets a small
-pool with ``pool_pre_ping`` and a 5 s connect timeout. Both get heartbeats: a trial whose process
-stopped beating is failed after the grace period and re-queued with its parameters
-(:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`). :func:`study_lock` serializes the
-"count finished trials, then start one" step of every worker of a study (a file lock beside a
-SQLite store, an advisory lock on PostgreSQL), which is what keeps ``--trials`` exact. Store
-calls ride out a lost connection (a database restart) for a while (:mod:`.retry`);
-``grpc://host:port`` reaches the store through ``hpo store serve`` (:mod:`.proxy`).
+60 s busy timeout and WAL journaling let several local worker processes share one file.
+PostgreSQL (psycopg 3) gets a small pool with ``pool_pre_ping`` and a 5 s connect timeout. Both
+get heartbeats: a trial whose process stopped beating is failed after the grace period and
+re-queued with its parameters (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`).
+:func:`study_lock` serializes the "count finished trials, then start one" step of every worker of
+a study (a file lock beside a SQLite store, an advisory lock on PostgreSQL), which is what keeps
+``--trials`` exact. Store calls ride out a lost connection (a database restart) for a while
+(:mod:`.retry`); ``grpc://host:port`` reaches the store through ``hpo store serve``
+(:mod:`.proxy`).
 
 Passwords never reach a log: print URLs through :func:`mask_url`.
 """
