@@ -32,16 +32,17 @@ SEARCH = ("autoencoder-mmnist-convlstm", "autoencoder-mmnist-stlstm")
 FIXED = ("fixed-autoencoder-mmnist-convlstm", "fixed-autoencoder-mmnist-stlstm")
 
 
-def stop_when(proc: subprocess.Popen, ready, wait_s: float = 900.0) -> tuple[str, str]:
-    """SIGTERM (what a batch system's time limit sends) to ``proc`` once ``ready()``, again every
-    5 s while it runs on; its stdout and stderr."""
+def stop_when(proc: subprocess.Popen, ready, wait_s: float = 900.0,
+              sig: int = signal.SIGTERM) -> tuple[str, str]:
+    """SIGTERM (what a batch system's time limit sends; or ``sig``) to ``proc`` once ``ready()``,
+    again every 5 s while it runs on; its stdout and stderr."""
     deadline = time.time() + wait_s
     while proc.poll() is None and time.time() < deadline and not ready():
         time.sleep(0.3)
     for _ in range(20):
         if proc.poll() is not None:
             break
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:

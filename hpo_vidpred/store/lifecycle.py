@@ -22,9 +22,9 @@ from sqlalchemy import select
 
 from .retry import last_outage
 
-__all__ = ["EPOCHS", "PAUSED", "STATUS", "TRAINING", "UNTIL", "Heartbeat", "RequeueOnce", "ask",
-           "beat", "fail_and_requeue", "fail_stale", "set_system_attrs", "set_user_attrs",
-           "trial_of", "trials"]
+__all__ = ["EPOCHS", "PAUSED", "PROVENANCE", "STATUS", "TRAINING", "UNTIL", "Heartbeat",
+           "RequeueOnce", "ask", "beat", "fail_and_requeue", "fail_stale", "set_system_attrs",
+           "set_user_attrs", "trial_of", "trials"]
 
 # A configuration that trains in segments (hpo_vidpred.jobs.segments) keeps its state in these
 # system attributes of its (RUNNING) trial: status, the epoch its segment trains to, the epochs
@@ -152,10 +152,22 @@ def fail_and_requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         trial.set_user_attr("fail_reason", reason)
-        frozen = copy.deepcopy(study._storage.get_trial(trial._trial_id))
-        frozen.user_attrs = {}  # the retry starts clean (no fail_reason of this attempt)
+        frozen = _retry_of(copy.deepcopy(study._storage.get_trial(trial._trial_id)))
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
         study.tell(trial, state=TrialState.FAIL)
+
+
+# User attributes that say where a trial's parameters came from: its retry keeps them. The
+# attempt's own (fail_reason, worker, results so far) stay with the failed attempt.
+PROVENANCE = ("warm_start",)
+
+
+def _retry_of(trial: FrozenTrial) -> FrozenTrial:
+    """``trial`` as its retry is queued: its parameters and provenance, none of its results (a
+    Ctrl-C's retry lost its warm_start label, a killed worker's carried its results)."""
+    retry = copy.copy(trial)
+    retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in PROVENANCE}
+    return retry
 
 
 class RequeueOnce(optuna.storages.RetryHeartbeatStaleTrialCallback):
@@ -166,7 +178,7 @@ class RequeueOnce(optuna.storages.RetryHeartbeatStaleTrialCallback):
         if any((t.system_attrs.get("retry_history") or [None])[-1] == trial.number
                for t in trials(study)):
             return
-        super().__call__(study, trial)
+        super().__call__(study, _retry_of(trial))
 
 
 class Heartbeat:

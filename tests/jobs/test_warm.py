@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from smoke_matrix import stop_when
 
 from hpo_vidpred.cli import main
 from hpo_vidpred.jobs.warm import map_params
@@ -130,3 +135,38 @@ def test_a_source_that_cannot_warm_this_study_is_one_line_and_creates_nothing(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert "new" not in optuna.get_all_study_names("sqlite:///studies/hpo.db")
+
+
+def test_the_warm_start_label_is_kept_through_ctrl_c(tmp_path: Path) -> None:
+    """Ctrl-C during a warm-started trial: its retry, run first next time, still says where its
+    configuration came from (every attribute was cleared)."""
+    Path("narrow.yaml").write_text(NARROW)
+    db = tmp_path / "store.db"
+    store = ["--search-space", "narrow.yaml", "--storage", f"sqlite:///{db}"]
+    assert main(["store", "prepare", *RUN, "--trials", "1", "--study", "source", *store]) == 0
+    optuna.load_study(study_name="source", storage=f"sqlite:///{db}").add_trial(
+        optuna.trial.create_trial(params={"lr": 0.005, "hidden": 3}, value=0.02, distributions={
+            "lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True),
+            "hidden": optuna.distributions.IntDistribution(2, 4)},
+            user_attrs={"model_spec": {}, "train_spec": {}}))  # as hpo run records them
+    run = subprocess.Popen([sys.executable, "-m", "hpo_vidpred.cli", *RUN, "--trials", "2",
+                            "--study", "target", "--warm-start", "source", *store],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def training() -> bool:  # the warm trial is inside the objective (its parameters sampled)
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+                return conn.execute(
+                    "SELECT COUNT(*) FROM trials JOIN studies USING (study_id) JOIN trial_params "
+                    "USING (trial_id) WHERE study_name = 'target' AND state = 'RUNNING'"
+                ).fetchone()[0] > 0
+        except sqlite3.Error:
+            return False
+
+    _, err = stop_when(run, training, sig=signal.SIGINT)
+    assert run.returncode == 130, err
+    attempt, retry = optuna.load_study(study_name="target", storage=f"sqlite:///{db}").trials
+    assert attempt.state == TrialState.FAIL and attempt.user_attrs["fail_reason"] == "interrupted"
+    assert retry.state == TrialState.WAITING and retry.params == attempt.params
+    assert retry.user_attrs["warm_start"] == attempt.user_attrs["warm_start"] == \
+        "study source trial 0"
