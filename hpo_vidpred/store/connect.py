@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 
 from urllib.parse import quote
@@ -122,6 +123,7 @@ def open_storage(
     ``pool``: PostgreSQL connections kept and added at peaks (the proxy serves many workers).
     """
     url = typed = normalize_url(url)
+    label = mask_url(typed)  # what every line names: the URL as given, never a read-only form
     parsed = make_url(url)
     if parsed.drivername == "grpc":
         return _open_proxy(url, heartbeat_interval, grace_period)
@@ -129,6 +131,8 @@ def open_storage(
     engine_kwargs: dict = {}
     if db is not None and (must_exist or read_only):
         _check_sqlite_file(db)
+    if db is not None and (create_tables or must_exist or read_only):
+        _check_not_foreign(db, reading=must_exist or read_only)
     if read_only:
         create_tables = False
         if db is not None:
@@ -168,15 +172,15 @@ def open_storage(
         except HpoError:
             raise
         except Exception as exc:  # sqlalchemy OperationalError and friends: one line, no password
-            failure = store_failure(exc, mask_url(url))
+            failure = store_failure(exc, label)
             if sqlite and failure and "disk I/O error" in failure and attempt < SQLITE_IO_RETRIES:
                 time.sleep(1.0)  # seen once after an hour of `hpo matrix`; a second later it opened
                 continue
             hint = ("check the file and its folder" if sqlite else
                     "check that the database server runs and the URL is right")
-            raise HpoError(failure or f"cannot open the study store {mask_url(url)}: "
+            raise HpoError(failure or f"cannot open the study store {label}: "
                            f"{retry.reason(exc)}; {hint}") from None
-    storage.hpo_url = mask_url(typed)  # the URL as the user gave it, for the lines that name it
+    storage.hpo_url = label  # for the lines that name the store (retry.py)
     return storage
 
 
@@ -210,13 +214,46 @@ def _check_sqlite_file(db: Path) -> None:
         raise HpoError(f"{db} {what}, not a study store; pass the right --storage URL")
 
 
-def _read_only_url(db: Path) -> str:
-    """A SQLite URL that reads ``db`` without writing anything beside it: ``mode=ro``, or
+def _read_only_uri(db: Path) -> str:
+    """A SQLite URI that reads ``db`` without writing anything beside it: ``mode=ro``, or
     ``immutable=1`` where the folder (or file) is read-only and no lock or WAL index could be
     made."""
     writable = os.access(db.parent, os.W_OK) and os.access(db, os.W_OK)
-    flag = "mode=ro" if writable else "immutable=1"
-    return f"sqlite:///file:{quote(str(db.resolve()))}?{flag}&uri=true"
+    return f"file:{quote(str(db.resolve()))}?{'mode=ro' if writable else 'immutable=1'}"
+
+
+def _read_only_url(db: Path) -> str:
+    return f"sqlite:///{_read_only_uri(db)}&uri=true"
+
+
+_OPTUNA_TABLES = {"studies", "version_info", "alembic_version"}
+FOREIGN_OK = "HPO_ADD_TO_FOREIGN_DB"  # =1: add the study tables to a database with other tables
+
+
+def _check_not_foreign(db: Path, reading: bool) -> None:
+    """A SQLite file that holds tables, none of them a study store's, is someone else's database:
+    a reader says so (not Optuna's "exceeding max length"), a writer adds no tables to it unless
+    $HPO_ADD_TO_FOREIGN_DB=1. A file SQLite cannot read is left to the open (its own line)."""
+    if not db.is_file() or db.stat().st_size == 0:
+        return
+    try:
+        with closing(sqlite3.connect(_read_only_uri(db), uri=True, timeout=5)) as conn:
+            tables = sorted(row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"))
+    except sqlite3.Error:
+        return
+    if _OPTUNA_TABLES & set(tables):
+        return
+    if not tables:
+        if reading:
+            raise HpoError(f"{db} is an empty SQLite database, not a study store; run 'hpo run' "
+                           "first or pass the right --storage URL")
+        return
+    if reading or os.environ.get(FOREIGN_OK) != "1":
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise HpoError(f"{db} is a SQLite database, but not a study store (its tables: {shown}); "
+                       "pass the right --storage URL" + ("" if reading else
+                       f", or set {FOREIGN_OK}=1 to add the study tables to it"))
 
 
 @contextmanager

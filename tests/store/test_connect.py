@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -241,6 +243,55 @@ def test_an_empty_file_is_not_turned_into_a_store(tmp_path: Path, capsys) -> Non
     assert main(["report", "--storage", f"sqlite:///{empty}", "--out", str(tmp_path / "r")]) == 2
     assert "is empty, not a study store" in capsys.readouterr().err
     assert empty.stat().st_size == 0 and not (tmp_path / "r").exists()
+
+
+def test_a_foreign_sqlite_file_is_neither_misreported_nor_modified(tmp_path: Path, capsys,
+                                                                   monkeypatch) -> None:
+    """A SQLite database that is not a study store: readers said "An exception is raised during
+    the commit ... exceeding max length" (naming the internal read-only URL), hpo run added
+    Optuna's tables to it. Now one line, and the file and its folder are left as they were
+    unless the user asks for the tables."""
+    import hashlib
+    import sqlite3
+
+    from hpo_vidpred.cli import main
+
+    db = tmp_path / "notes.db"
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('keep me')")
+    before = hashlib.sha256(db.read_bytes()).hexdigest(), sorted(os.listdir(tmp_path))
+    url = f"sqlite:///{db}"
+    run = ["store", "prepare", "run", "--arch", "autoencoder", "--data", "mmnist", "--budget",
+           "smoke", "--storage", url]
+    for args in (["report", "--storage", url, "--out", str(tmp_path / "r")],
+                 ["export", "--study", "x", "--storage", url], run):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {db} is a SQLite database, but not a study store (its "
+                              "tables: notes); pass the right --storage URL") and \
+            err.count("\n") == 1, err
+        assert (hashlib.sha256(db.read_bytes()).hexdigest(), sorted(os.listdir(tmp_path))) == \
+            before
+    assert "set HPO_ADD_TO_FOREIGN_DB=1" in err  # a writer says how to add the tables anyway
+    monkeypatch.setenv("HPO_ADD_TO_FOREIGN_DB", "1")
+    assert main(run) == 0
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT text FROM notes").fetchall() == [("keep me",)]
+        assert conn.execute("SELECT COUNT(*) FROM studies").fetchone() == (1,)
+
+
+def test_read_only_commands_name_the_store_as_the_user_gave_it(tmp_path: Path, capsys) -> None:
+    """Not the read-only URL they open it with (sqlite:///file%3A...?mode=ro&uri=true)."""
+    from hpo_vidpred.cli import main
+
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"SQLite format 3\x00" + b"\x01" * 5000)
+    for args in (["report", "--out", str(tmp_path / "r")], ["export", "--study", "x"]):
+        assert main([*args, "--storage", f"sqlite:///{damaged}"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: the study store sqlite:///{damaged} is damaged (file is not a "
+                       "database); restore a copy or pass another --storage URL\n")
 
 
 def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
