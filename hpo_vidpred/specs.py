@@ -218,12 +218,21 @@ def _short(value: Any) -> str:
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Read a YAML file; a missing or malformed file is an :class:`HpoError` naming it."""
+    """Read a YAML file; a missing, unreadable, non-UTF-8 or malformed file (or a folder) is an
+    :class:`HpoError` naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise HpoError(f"{path} is a folder; pass a YAML file")
     if not path.is_file():
         raise HpoError(f"file not found: {path}")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise HpoError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # a Latin-1 or UTF-16 file, say
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise HpoError(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line "
+                       f"{line}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""

@@ -81,6 +81,28 @@ def test_bad_flags_are_one_line_and_create_nothing(argv, fragment, tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no store, no folder, no file
 
 
+LATIN1 = "latin1.yaml is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8"
+FILES = {  # a file the user passes that is no YAML text (it was a UnicodeDecodeError traceback)
+    "run --search-space latin-1": ([*RUN, "--search-space", "latin1.yaml"], LATIN1),
+    "fixed --config latin-1": ([*FIXED, "--config", "latin1.yaml"], LATIN1),
+    "compare --config latin-1": ([*COMPARE, "--config", "latin1.yaml"], LATIN1),
+    "run --search-space folder": ([*RUN, "--search-space", "spaces"],
+                                  "spaces is a folder; pass a YAML file"),  # not "not found"
+}
+
+
+@pytest.mark.parametrize("argv,fragment", FILES.values(), ids=FILES.keys())
+def test_a_file_that_is_no_yaml_text_is_one_line_naming_it(argv, fragment, tmp_path: Path,
+                                                            capsys) -> None:
+    (tmp_path / "latin1.yaml").write_bytes("params:\n  lr: {type: float, low: 1.0e-3, high: "
+                                           "1.0e-2}  # réglage\n".encode("latin-1"))
+    (tmp_path / "spaces").mkdir()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {fragment}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latin1.yaml", "spaces"]
+
+
 SPACES = {  # a search-space value no trial could train: found before anything runs
     "even kernel": ("kernel: {type: int, low: 2, high: 6, step: 2}", "kernel=2 must be a positive "
                     "odd int"),
