@@ -214,3 +214,15 @@ def test_without_the_basic_bundle_the_full_plotly_is_written(tmp_path: Path,
     monkeypatch.setattr(render, "_BASIC_BUNDLE", tmp_path / "missing.js")
     write_report(url, tmp_path / "r")
     assert (tmp_path / "r" / "plotly.min.js").read_text() == get_plotlyjs()
+
+
+def test_the_reproduce_command_names_a_study_of_its_own_name() -> None:
+    """A study run with --study NAME is continued with --study NAME (it was left out)."""
+    from hpo_vidpred.report.collect import SearchStudy
+
+    spec = {"study": {"arch": "autoencoder", "data": "mmnist", "cell": "convlstm",
+                      "budget": "smoke", "sampler": "tpe", "pruner": "hyperband"}}
+    for name, flag in (("autoencoder-mmnist-convlstm", False), ("mine", True)):
+        command = SearchStudy(name, {"spec": spec}, [], None).command("sqlite:///s.db")
+        assert command.startswith("hpo run --arch autoencoder --data mmnist --cell convlstm")
+        assert (" --study mine " in command) is flag

@@ -91,6 +91,8 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
     if pick is not None and len(goals) == 1:
         raise HpoError(f"--pick chooses from a Pareto front; study {name!r} has one objective "
                        f"({goals[0]}): leave it out")
+    if top < 1:  # a front is exported whole, but a --top it cannot use is still wrong
+        raise HpoError("--top must be at least 1")
     trials = (best_trials(study.get_trials(deepcopy=False), top, per_cell) if len(goals) == 1
               else [t for t in pareto_front(study) if "model_spec" in t.user_attrs
                     and "train_spec" in t.user_attrs])

@@ -57,7 +57,10 @@ def check_goals(names: Sequence[str], sampler: str) -> None:
     or a sampler of one objective for several."""
     for name in names:
         GOALS.get(name)
-    if not names or len(set(names)) != len(names):
+    if not names:
+        raise HpoError("--objectives needs at least one name, e.g. val_mse or "
+                       "val_mse,ms_per_step")
+    if len(set(names)) != len(names):
         raise HpoError("--objectives needs distinct names, e.g. val_mse,ms_per_step")
     if names[0] != "val_mse":
         raise HpoError(f"--objectives must start with val_mse (what pruning follows and the "

@@ -81,8 +81,11 @@ class SearchStudy:
     def command(self, storage: str) -> str:
         """The ``hpo run`` command that continues this study."""
         finished = trial_counts(self.trials)["finished"]
+        default = "-".join(filter(None, (self.field("arch"), self.field("data"),
+                                         self.field("cell"))))
         extra = "".join(f" --{flag} {value}" for flag, value in (
-            ("cell", self.field("cell")), ("seed", self.field("seed") or self.attrs.get("seed")),
+            ("cell", self.field("cell")), ("study", self.name if self.name != default else ""),
+            ("seed", self.field("seed") or self.attrs.get("seed")),
             ("objectives", ",".join(self.objectives) if len(self.objectives) > 1 else ""))
             if value)
         return (f"hpo run --arch {self.field('arch')} --data {self.field('data')}{extra} "

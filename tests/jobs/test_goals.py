@@ -93,6 +93,8 @@ def test_a_multi_objective_study_end_to_end(tmp_path: Path, capsys) -> None:
     chosen = knee(front, ["minimize"] * 3)
     assert exported["pick"] == "knee" and [c["trial"] for c in exported["configurations"]] \
         == [chosen.number]
+    assert main(["export", "--study", "autoencoder-mmnist", "--top", "0"]) == 2  # not ignored
+    assert capsys.readouterr().err == "error: --top must be at least 1\n"
     assert main(["report", "--out", "rep"]) == 0
     tables = Path("rep/tables.md").read_text()
     assert "Pareto front of val_mse, ms_per_step, params" in tables
@@ -103,6 +105,7 @@ def test_a_multi_objective_study_end_to_end(tmp_path: Path, capsys) -> None:
     (["--objectives", "ms_per_step,val_mse"], "must start with val_mse"),
     (["--objectives", "val_ssim"], "must start with val_mse"),
     (["--objectives", "val_mse,val_mse"], "distinct names"),
+    (["--objectives", ""], "--objectives needs at least one name, e.g. val_mse"),
     (["--objectives", "val_mse,speed"], "unknown objective 'speed'"),
     (["--objectives", "val_mse,params", "--sampler", "cmaes"], "optimizes one objective"),
 ])
