@@ -243,6 +243,14 @@ def test_an_empty_file_is_not_turned_into_a_store(tmp_path: Path, capsys) -> Non
     assert main(["report", "--storage", f"sqlite:///{empty}", "--out", str(tmp_path / "r")]) == 2
     assert "is empty, not a study store" in capsys.readouterr().err
     assert empty.stat().st_size == 0 and not (tmp_path / "r").exists()
+    import sqlite3
+
+    with closing(sqlite3.connect(empty)) as conn:  # a SQLite database without a table
+        conn.execute("PRAGMA user_version = 1")
+    assert main(["export", "--study", "x", "--storage", f"sqlite:///{empty}"]) == 2
+    assert capsys.readouterr().err == (f"error: {empty} is an empty SQLite database, not a study "
+                                       "store; run 'hpo run' first or pass the right --storage "
+                                       "URL\n")
 
 
 def test_a_foreign_sqlite_file_is_neither_misreported_nor_modified(tmp_path: Path, capsys,
