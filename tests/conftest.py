@@ -78,6 +78,13 @@ def fresh_postgres(postgres_url: str):
         yield url
 
 
+@pytest.fixture(scope="module")
+def module_postgres():
+    """A new PostgreSQL database for a module's tests (each test empties it first)."""
+    with fresh_database(postgres_test_url()) as url:
+        yield url
+
+
 def _server(kind: str, what: str):
     """A server of tests/clusters.py, removed afterwards; skipped (failed where required)
     where this machine cannot run it."""

@@ -41,14 +41,6 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     proxy.stop()
 
 
-@pytest.fixture(scope="module")
-def module_postgres():
-    from conftest import fresh_database, postgres_test_url
-
-    with fresh_database(postgres_test_url()) as url:
-        yield url
-
-
 def _empty(storage) -> None:  # noqa: ANN001
     for study in storage.get_all_studies():
         storage.delete_study(study._study_id)
