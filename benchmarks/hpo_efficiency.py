@@ -7,8 +7,8 @@
     python benchmarks/hpo_efficiency.py --budget smoke --trials 4 --seeds 0 --json   # a smoke run
 
 Strategies, each run with ``--seeds`` sampler seeds and ``--trials`` finished trials through the
-project's own ``hpo run`` machinery (:func:`hpo_vidpred.jobs.search.plan_study` +
-:func:`hpo_vidpred.jobs.workers.run`, one worker, the real objective):
+project's own ``hpo run`` machinery (:func:`hpo_vidpred.study.plan.plan_study` +
+:func:`hpo_vidpred.study.pool.run`, one worker, the real objective):
 
 - ``ours``: ``hpo run``'s defaults -- multivariate TPE, Hyperband pruning -- plus early stopping
   (``patience`` in the search space's ``fixed`` values);
@@ -16,7 +16,8 @@ project's own ``hpo run`` machinery (:func:`hpo_vidpred.jobs.search.plan_study` 
   pruning, no early stopping;
 - ``random``: random search, no pruning, no early stopping.
 
-The baseline is ``hpo fixed`` (:func:`hpo_vidpred.jobs.fixed.run_fixed`) at the same budget: the
+The baseline is ``hpo fixed`` (:func:`hpo_vidpred.workflows.fixed.run_fixed`) at the same
+budget: the
 seed's configuration and optimizer settings; its best validation MSE is the quality to reach.
 Per study: the compute spent until a trial first reported a validation MSE at or below a target
 (trial-epochs, and training seconds, counting the reaching trial up to that epoch), for four
@@ -68,7 +69,7 @@ def _register_plain_tpe() -> None:
     """Optuna's TPE as a user writes it without options (independent, 10 startup trials)."""
     import optuna
 
-    from hpo_vidpred.jobs.samplers import SAMPLERS
+    from hpo_vidpred.study.strategy import SAMPLERS
 
     if "tpe-plain" not in SAMPLERS:
         SAMPLERS.register("tpe-plain")(
@@ -91,9 +92,9 @@ def run_study(method: str, seed: int, args: dict[str, Any], folder: str) -> dict
     import optuna
     import torch
 
-    from hpo_vidpred.jobs import workers
-    from hpo_vidpred.jobs.search import plan_study
-    from hpo_vidpred.specs import StudySpec
+    from hpo_vidpred.study import pool as workers
+    from hpo_vidpred.study.plan import plan_study
+    from hpo_vidpred.specs import RunSpec, StudySpec
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -106,9 +107,9 @@ def run_study(method: str, seed: int, args: dict[str, Any], folder: str) -> dict
                      name=name, seed=seed)
     url = f"sqlite:///{Path(folder) / f'{name}.db'}"
     started = time.perf_counter()
-    workers.run(plan_study(spec), storage_url=url, trials=args["trials"],
-                timeout=max(1.0, args["deadline"] - time.time()), workers=1, devices="cpu",
-                progress=False)
+    workers.run(plan_study(spec), RunSpec(storage_url=url, trials=args["trials"],
+                                          timeout=max(1.0, args["deadline"] - time.time()),
+                                          workers=1, devices="cpu", progress=False))
     return {**read_study(url, name), "method": method, "seed": seed,
             "wall_s": time.perf_counter() - started}
 
@@ -157,7 +158,7 @@ def run_baseline(seed: int, args: dict[str, Any], folder: str) -> dict[str, Any]
     """``hpo fixed`` at the budget in this (child) process."""
     import torch
 
-    from hpo_vidpred.jobs.fixed import plan_fixed, run_fixed
+    from hpo_vidpred.workflows.fixed import plan_fixed, run_fixed
 
     torch.set_num_threads(1)
     plan = plan_fixed(args["arch"], args["data"], args["baseline_cell"], args["budget"],

@@ -11,7 +11,7 @@ recorded, as one compact CSV with its card, and back.
     # how predictive early points are, and the seed noise (RESULTS.md)
     python benchmarks/lc_table.py summary --table benchmarks/tables/autoencoder-mmnist-small.csv
 
-One row per study and configuration index (the Sobol point, :mod:`hpo_vidpred.jobs.sobol`): the
+One row per study and configuration index (the Sobol point, :mod:`hpo_vidpred.study.sobol`): the
 outcome of its last attempt (a retry of a stopped worker replaces the attempt it retried), the
 trained values, parameters, per epoch ``val_mse_E``, ``val_ssim_E``, ``val_mae_E``,
 ``val_psnr_E``, ``train_s_E`` (seconds of that epoch's optimizer steps) and ``val_s_E``, and the
@@ -250,7 +250,7 @@ def import_table(table: Path, storage_url: str) -> dict[str, int]:
     from optuna.trial import TrialState, create_trial
 
     from hpo_vidpred.errors import HpoError
-    from hpo_vidpred.jobs.search import open_search_study, plan_study
+    from hpo_vidpred.study.plan import open_search_study, plan_study
     from hpo_vidpred.specs import StudySpec, to_dict
     from hpo_vidpred.store import open_storage, study_lock
 

@@ -8,7 +8,7 @@ compute each needs to find what plain Optuna finds, over many paired seeds.
 The table (benchmarks/lc_table.py) holds configurations drawn by a space-filling sampler, each
 trained to the end with its validation curve and the seconds of each epoch. A strategy proposes
 configurations; a proposal is answered by the nearest recorded configuration (each parameter as
-its quantile in the distribution it was offered from, the one :mod:`hpo_vidpred.jobs.sobol` maps
+its quantile in the distribution it was offered from, the one :mod:`hpo_vidpred.study.sobol` maps
 points with: numeric distances in [0, 1], a different categorical value counts 1). Training a
 configuration for an epoch costs that epoch's recorded seconds (optimizer steps and validation)
 of simulated time on one of W workers, and reports that epoch's recorded validation MSE; a
@@ -16,8 +16,8 @@ configuration that diverged in the recording diverges at the same epoch. Each st
 through the code it would run for real:
 
 - Optuna strategies through ``hpo run``'s own pieces: the plan's (budget-narrowed) search space,
-  :func:`hpo_vidpred.jobs.samplers.make_sampler` / ``make_pruner``, the trivial-predictor
-  :class:`~hpo_vidpred.jobs.goals.Guard` and the training loop's per-epoch decision
+  :func:`hpo_vidpred.study.strategy.make_sampler` / ``make_pruner``, the trivial-predictor
+  :class:`~hpo_vidpred.study.goals.Guard` and the training loop's per-epoch decision
   (``hpo_vidpred.train._after_epoch``: report, prune, early stopping). ``random`` (RandomSampler,
   no pruning), ``tpe`` (plain ``TPESampler(seed)`` as a user writes it, no pruning),
   ``tpe-median`` (plain TPE + ``--pruner median``), ``tpe-hyperband`` (multivariate TPE +
@@ -105,7 +105,7 @@ def _unit(values: dict[str, Any], name: str, table: Table) -> float:
     dist = values.get(("__dist__", name))
     if dist is None:
         return 0.5
-    from hpo_vidpred.jobs.sobol import to_unit
+    from hpo_vidpred.study.sobol import to_unit
 
     return to_unit(values[name], dist)
 
@@ -114,7 +114,7 @@ class _Offered:
     """A trial stand-in that answers with given values and keeps the distributions offered."""
 
     def __init__(self, values: dict[str, Any]) -> None:
-        from hpo_vidpred.jobs.sobol import UnitTrial
+        from hpo_vidpred.study.sobol import UnitTrial
 
         self._values, self._unit = values, UnitTrial({})
 
@@ -282,7 +282,7 @@ def simulate(strategy: Any, table: Table, workers: int, horizon: float,
 def _plan(table: Table, sampler: str, pruner: str, seed: int, scheduler: str = "fifo") -> Any:
     """A StudyPlan with the table's space and training length (enough for the sampler and
     pruner factories, the guard and the per-epoch decision)."""
-    from hpo_vidpred.jobs.search import StudyPlan
+    from hpo_vidpred.study.plan import StudyPlan
     from hpo_vidpred.specs import DataSpec, ModelSpec, StudySpec, TrainSpec
 
     study = table.card["studies"][0]["study"]
@@ -299,7 +299,7 @@ def _plan(table: Table, sampler: str, pruner: str, seed: int, scheduler: str = "
 def _register_plain_tpe() -> None:
     import optuna
 
-    from hpo_vidpred.jobs.samplers import SAMPLERS
+    from hpo_vidpred.study.strategy import SAMPLERS
 
     if "tpe-plain" not in SAMPLERS:  # Optuna's TPE as a user writes it without options
         SAMPLERS.register("tpe-plain")(
@@ -314,7 +314,7 @@ class OptunaSearch:
         import optuna
         import torch
 
-        from hpo_vidpred.jobs.samplers import make_pruner, make_sampler
+        from hpo_vidpred.study.strategy import make_pruner, make_sampler
 
         _register_plain_tpe()
         self.table, self.pruner = table, pruner
@@ -326,7 +326,7 @@ class OptunaSearch:
         self.completed: list[tuple[float, int]] = []  # (time, config returned then)
 
     def next_job(self, now: float) -> Job:
-        from hpo_vidpred.jobs.goals import Guard
+        from hpo_vidpred.study.goals import Guard
         from hpo_vidpred.train import _Run
 
         trial = self.study.ask()
@@ -363,15 +363,15 @@ class OptunaSearch:
 
 class PromoteSearch:
     """``hpo run --scheduler promote`` on an in-memory study: the same scheduler, sampler and
-    segment steps (:mod:`hpo_vidpred.jobs.segments`) its workers take, without a time limit on
+    segment steps (:mod:`hpo_vidpred.study.segments`) its workers take, without a time limit on
     the number of configurations."""
 
     def __init__(self, table: Table, sampler: str, seed: int, **options: float) -> None:
         import optuna
 
-        from hpo_vidpred.jobs.goals import trivial_floor
-        from hpo_vidpred.jobs.rung_tpe import RungTPESampler
-        from hpo_vidpred.jobs.samplers import make_sampler, make_scheduler
+        from hpo_vidpred.study.goals import trivial_floor
+        from hpo_vidpred.study.rung_tpe import RungTPESampler
+        from hpo_vidpred.study.strategy import make_sampler, make_scheduler
         from hpo_vidpred.specs import StudySpec
 
         self.table = table
@@ -386,7 +386,7 @@ class PromoteSearch:
         self.config_of: dict[int, int] = {}  # trial number -> table row
 
     def next_job(self, now: float) -> Job | None:
-        from hpo_vidpred.jobs import segments
+        from hpo_vidpred.study import segments
 
         chosen: dict[str, Any] = {}
 
@@ -402,7 +402,7 @@ class PromoteSearch:
                    stop=segment.until)
 
     def on_epoch(self, job: Job, epoch: int, value: float | None, now: float) -> bool:
-        from hpo_vidpred.jobs import segments
+        from hpo_vidpred.study import segments
 
         if value is None:
             segments.end(self.study, self.scheduler, job.handle, "failed")
@@ -415,7 +415,7 @@ class PromoteSearch:
         return False
 
     def incumbent(self) -> int | None:
-        from hpo_vidpred.jobs import segments
+        from hpo_vidpred.study import segments
 
         number = segments.leader(self.scheduler, segments.configs(self.study))
         return None if number is None else self.config_of[number]
@@ -424,7 +424,7 @@ class PromoteSearch:
 def _units_of(table: Table, config: dict[str, Any]) -> dict[str, Any]:
     """A point from an outside optimizer (numeric dimensions in [0, 1], categorical ones as
     their value) as a configuration of the table's space."""
-    from hpo_vidpred.jobs.sobol import UnitTrial
+    from hpo_vidpred.study.sobol import UnitTrial
 
     units = {}
     for name in table.dims:
@@ -537,7 +537,7 @@ class DEHBSearch:
 def make_strategy(name: str, table: Table, seed: int, workers: int) -> Any:
     from hpo_vidpred.specs import StudySpec
 
-    from hpo_vidpred.jobs.samplers import resolve_scheduler
+    from hpo_vidpred.study.strategy import resolve_scheduler
 
     default = StudySpec()  # what `hpo run` does without flags
     if name == "hpo-default":

@@ -33,9 +33,9 @@ from hpo_vidpred import budgets
 from hpo_vidpred.bench import BenchObjective, script_main
 from hpo_vidpred.devices import cpu_model
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.jobs import workers
-from hpo_vidpred.jobs.search import plan_study
-from hpo_vidpred.specs import StudySpec
+from hpo_vidpred.study import pool as workers
+from hpo_vidpred.study.plan import plan_study
+from hpo_vidpred.specs import RunSpec, StudySpec
 from hpo_vidpred.store import mask_url, open_storage
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -53,9 +53,10 @@ def measure(store: str, url: str, n_workers: int, args: argparse.Namespace,
     objective = BenchObjective(budgets.get(args.budget), timings=str(timings))
     t0 = time.perf_counter()
     try:
-        summary = workers.run(plan, storage_url=url, trials=args.trials * n_workers,
-                              workers=n_workers, devices=args.device, progress=False,
-                              objective=objective, artifacts=str(folder / "artifacts"))
+        settings = RunSpec(storage_url=url, trials=args.trials * n_workers, workers=n_workers,
+                           devices=args.device, progress=False,
+                           artifacts=str(folder / "artifacts"))
+        summary = workers.run(plan, settings, objective=objective)
     finally:
         if n_workers == 1:  # the one-worker run happens in this process
             objective.flush()

@@ -18,7 +18,7 @@ attributes a search trial sets (``worker``, ``model_spec``, ``train_spec``, the 
 ``TrainResult.user_attrs()`` and ``prediction_artifact``), then is told a value. Sampler:
 random by default, so the sampler's own cost (which TPE's grows with the trials) stays out;
 ``--sampler tpe`` puts it in. ``hpo run``'s worker loop adds, per trial, the study lock and a
-count of the trials (``jobs/workers.py``); those are not part of this loop.
+count of the trials (``study/pool.py``); those are not part of this loop.
 
 Per row: ``trials_per_s`` = COMPLETE trials of all processes / the span from the first process's
 start to the last one's end; the p50 and p99 in ms of ``ask``, of the trial's own calls
@@ -56,7 +56,7 @@ POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 START_TIMEOUT_S = 900  # spawning 64 processes that import Optuna on a busy 2-core machine
 MAX_CONSECUTIVE_ERRORS = 20
 
-# What a search trial of the autoencoder stores (jobs/search.py, train.TrainResult.user_attrs).
+# What a search trial of the autoencoder stores (study/plan.py, train.TrainResult.user_attrs).
 MODEL_SPEC = {"arch": "autoencoder", "cell": "convlstm", "channels": 1, "peephole": "none",
               "forget_bias": 1.0, "config": {"depth": 2, "hidden": 16, "kernel": 5, "patch": 4}}
 TRAIN_SPEC = {"lr": 0.001, "batch_size": 8, "epochs": 4, "steps_per_epoch": 150,

@@ -32,13 +32,14 @@ from hpo_vidpred.budgets import get as get_budget
 
 def _run(name: str, budget: Any, trials: int, url: str, seed: int, warm: tuple[str, ...] = (),
          top: int = 3, workers_: int = 1) -> None:
-    from hpo_vidpred.jobs import workers
-    from hpo_vidpred.jobs.search import plan_study
-    from hpo_vidpred.specs import StudySpec
+    from hpo_vidpred.study import pool as workers
+    from hpo_vidpred.study.plan import plan_study
+    from hpo_vidpred.specs import RunSpec, StudySpec
 
     spec = StudySpec(arch="autoencoder", data="mmnist", budget=budget.name, name=name, seed=seed)
-    workers.run(plan_study(spec), storage_url=url, trials=trials, workers=workers_, devices="cpu",
-                progress=False, objective=BenchObjective(budget), warm=warm, warm_top=top)
+    workers.run(plan_study(spec), RunSpec(storage_url=url, trials=trials, workers=workers_,
+                                          devices="cpu", progress=False, warm=tuple(warm),
+                                          warm_top=top), objective=BenchObjective(budget))
 
 
 def _curves(url: str, name: str) -> list[dict[str, Any]]:

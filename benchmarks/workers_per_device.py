@@ -8,7 +8,7 @@ memory one worker's trial holds there.
         --epochs 2 --steps 100 --batch 16 --trials 32 --json                # one GPU
 
 Each worker count gets a fresh SQLite study driven by the project's own worker pool
-(:func:`hpo_vidpred.jobs.workers.run`, the real objective, prediction strips included). Reported per
+(:func:`hpo_vidpred.study.pool.run`, the real objective, prediction strips included). Reported per
 count: ``trials_per_hour`` over the busy span (first trial start to last trial end, from the
 store), ``trials_per_hour_wall`` including process start-up, and ``speedup`` over one worker.
 CPU workers split the cores between them (``hpo run`` gives each ``cores // workers`` threads).
@@ -30,9 +30,9 @@ from hpo_vidpred.bench import BenchObjective, ensure_budget, script_main
 from hpo_vidpred.budgets import Budget
 from hpo_vidpred.devices import cpu_model, default_workers, resolve_devices
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.jobs import workers
-from hpo_vidpred.jobs.search import plan_study
-from hpo_vidpred.specs import StudySpec
+from hpo_vidpred.study import pool as workers
+from hpo_vidpred.study.plan import plan_study
+from hpo_vidpred.specs import RunSpec, StudySpec
 
 SPACE = "arch: {arch}\nparams:\n  lr: {{type: float, low: 1.0e-4, high: 3.0e-3, log: true}}\n"
 
@@ -57,8 +57,9 @@ def measure(n_workers: int, args: argparse.Namespace, budget: Budget, folder: Pa
     url = f"sqlite:///{folder / f'workers-{n_workers}.db'}"
     plan = plan_study(spec)
     t0 = time.perf_counter()
-    summary = workers.run(plan, storage_url=url, trials=args.trials, workers=n_workers,
-                          devices=args.device, progress=False, objective=BenchObjective(budget))
+    summary = workers.run(plan, RunSpec(storage_url=url, trials=args.trials, workers=n_workers,
+                                        devices=args.device,
+                                        progress=False), objective=BenchObjective(budget))
     wall = time.perf_counter() - t0
     study = optuna.load_study(study_name=plan.name, storage=url)
     span = busy_span(study)

@@ -1,5 +1,5 @@
 """Ctrl-C and SIGTERM during a study: turned into ``KeyboardInterrupt`` reliably, so that the
-running trial can be failed and queued again (:mod:`hpo_vidpred.jobs.workers`).
+running trial can be failed and queued again (:mod:`hpo_vidpred.study.pool`).
 
 Python drops an exception raised while it runs a weakref callback or finalizer ("Exception ignored
 in ..."); a single SIGTERM from a batch scheduler could be lost that way mid-training. Until the

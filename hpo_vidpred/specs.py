@@ -25,6 +25,7 @@ __all__ = [
     "ModelSpec",
     "TrainSpec",
     "StudySpec",
+    "RunSpec",
     "from_dict",
     "to_dict",
     "to_record",
@@ -142,13 +143,33 @@ class StudySpec:
     name: str = ""  # study name; "": {arch}-{data}, plus -{cell} when the cell is pinned
     data_dir: str = ""  # data root; "": the default (HPO_DATA_DIR or ./datasets)
     seed: int = 0  # sampler and training seeds derive from it
-    objectives: tuple[str, ...] = ("val_mse",)  # several: a multi-objective study (jobs/goals.py)
+    objectives: tuple[str, ...] = ("val_mse",)  # several: a multi-objective study (study/goals.py)
     epochs: int = 0  # epochs per trial; 0: the budget's (its steps per epoch either way)
     record_test: bool = False  # also test each trial's model (learning-curve tables only)
 
     @property
     def study_name(self) -> str:
         return self.name or "-".join(filter(None, (self.arch, self.data, self.cell)))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How ``hpo run`` runs a study (never recorded with it: another run may continue it
+    differently): the store, the number of configurations, workers and devices, heartbeats,
+    where artifacts go, output, warm starts. One value from the command line to every worker."""
+
+    storage_url: str = ""
+    trials: int = 20  # configurations of the study in total (all workers and machines)
+    timeout: float | None = None  # start no trial after this many seconds
+    workers: int = 1  # 0: the devices' default
+    devices: str = "auto"
+    heartbeat: int = 30  # seconds; a dead worker's trial is failed after twice this
+    grace: int | None = None
+    artifacts: str | None = None  # None: beside a SQLite store
+    progress: bool = True
+    threads: int = 0  # torch threads per CPU worker; 0: the cores shared out
+    warm: tuple[str, ...] = ()  # studies whose best configurations run first
+    warm_top: int = 3
 
 
 # Fields that say where or with which seed a run happened, not what it trained: another machine

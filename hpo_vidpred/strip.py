@@ -14,9 +14,8 @@ from typing import Any, Optional
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .specs import DataSpec
 
-__all__ = ["frame_rows", "prediction_strip", "moving_sequences", "error_frames", "frame_mse"]
+__all__ = ["frame_rows", "moving_sequences", "error_frames", "frame_mse"]
 
 _LABEL_W = 72  # pixels left of each row for its label (wider with larger text)
 _GAP = 2
@@ -99,28 +98,6 @@ def moving_sequences(frames: np.ndarray, k: int = 3, pool: int = 32) -> list[int
     moving = [i for i in range(len(head)) if motion[i] >= np.median(motion)]
     rest = sorted((i for i in range(len(head)) if i not in moving), key=lambda i: -motion[i])
     return (moving + rest)[:k]
-
-
-def prediction_strip(model: Any, data: Any, data_spec: DataSpec, index: int = 0) -> Image.Image:
-    """Run ``model`` closed-loop on validation sequence ``index``: rows input, truth, predicted."""
-    import torch
-
-    with torch.no_grad():
-        return _strip(model, data, data_spec, index)
-
-
-def _strip(model: Any, data: Any, data_spec: DataSpec, index: int) -> Image.Image:
-    model.eval()
-    frames = data.split("val")[index:index + 1].float().div(255.0)  # (1, T, C, H, W)
-    device = next(model.parameters()).device
-    frames = frames.to(device)
-    n_in, n_out = data_spec.n_in, data_spec.n_out
-    predicted = model(frames[:, :n_in], n_out).frames.float().clamp(0.0, 1.0)
-    return frame_rows([
-        ("input", frames[0, :n_in]),
-        ("truth", frames[0, n_in:n_in + n_out]),
-        ("predicted", predicted[0]),  # (n_out, C, H, W)
-    ])
 
 
 def _to_uint8(frames: Any) -> np.ndarray:

@@ -125,7 +125,7 @@ def test_every_sampled_value_is_the_trained_one(arch: str, budget: str) -> None:
     changes nothing after sampling), and each range is filled, not collapsed to its bound."""
     import optuna
 
-    from hpo_vidpred.jobs.search import plan_study
+    from hpo_vidpred.study.plan import plan_study
     from hpo_vidpred.specs import StudySpec, to_dict
 
     plan = plan_study(StudySpec(arch=arch, data="mmnist", budget=budget))

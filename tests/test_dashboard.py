@@ -15,11 +15,11 @@ import pytest
 
 from hpo_vidpred.dashboard import make_dashboard_server
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.specs import StudySpec
+from hpo_vidpred.specs import RunSpec, StudySpec
 from hpo_vidpred.store import open_storage
 from hpo_vidpred.store.local_proxy import free_port
-from hpo_vidpred.jobs.search import plan_study
-from hpo_vidpred.jobs.workers import run
+from hpo_vidpred.study.plan import plan_study
+from hpo_vidpred.study.pool import run
 
 SQLITE = "sqlite:///studies/hpo.db"
 
@@ -40,7 +40,7 @@ def test_hpo_dashboard_serves_the_study_and_its_artifacts() -> None:
     Path("space.yaml").write_text("fixed: {depth: 1, hidden: 4, kernel: 3, batch_size: 4}\n"
                                   "params:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2}\n")
     plan = plan_study(StudySpec(budget="smoke", search_space="space.yaml"))
-    run(plan, storage_url=SQLITE, trials=1, progress=False)
+    run(plan, RunSpec(storage_url=SQLITE, trials=1, progress=False))
     study = optuna.load_study(study_name=plan.name, storage=open_storage(SQLITE))
     trial = study.trials[0]
     port = free_port()

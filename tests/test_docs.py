@@ -14,10 +14,10 @@ comments of hpo_vidpred/ and benchmarks/*.py. The rules:
   project has ("no GPU figures yet", "on a GPU machine").
 - **Every cited repository path exists.** A cited path is a token with a ``/`` whose first part is
   a top-level entry of the repository (``benchmarks/gpu.sh``), a subpackage of hpo_vidpred
-  (``jobs/search.py``, read under hpo_vidpred/), an entry beside the citing file
+  (``study/plan.py``, read under hpo_vidpred/), an entry beside the citing file
   (``results/...`` in benchmarks/), or a place outside the repository (``shared/``, ``seed/``,
   ``../``: always a finding). ``jobs/samplers.make_sampler`` is read as the module
-  ``jobs/samplers.py``. Not citations: URLs, ``$VAR/...``, absolute and ``./`` paths, templates
+  ``study/strategy.py``. Not citations: URLs, ``$VAR/...``, absolute and ``./`` paths, templates
   (``<...>``, ``{...}``, ``*``, ``NAME``, a trailing ``...``), and outputs: paths git ignores
   (``studies/hpo.db``, ``reports/kth``, ``models/...``) and ``benchmarks/tables/`` while no table
   is committed there (``benchmarks/lc_table.py export`` writes it). A bare script name

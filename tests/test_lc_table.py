@@ -14,8 +14,8 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo_vidpred.cli import main
-from hpo_vidpred.jobs.search import plan_study
-from hpo_vidpred.jobs.sobol import SobolSampler
+from hpo_vidpred.study.plan import plan_study
+from hpo_vidpred.study.sobol import SobolSampler
 from hpo_vidpred.specs import StudySpec
 from hpo_vidpred.store.lifecycle import fail_and_requeue
 

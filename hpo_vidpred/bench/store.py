@@ -4,7 +4,7 @@ objective that carries both into ``hpo run``'s workers. They live in the package
 workers can unpickle them.
 
 :class:`BenchObjective` is ``hpo run``'s real objective
-(:class:`hpo_vidpred.jobs.search.TrainObjective`) with two additions: it registers the
+(:class:`hpo_vidpred.study.objective.TrainObjective`) with two additions: it registers the
 benchmark's budget in each worker process and, when asked, times the study store there
 (:func:`instrument_store`).
 """
@@ -97,13 +97,13 @@ def _timed_method(method: Callable[..., Any]) -> Callable[..., Any]:
 
 def instrument_store() -> StoreClock:
     """Time every method of Optuna's RDB storage (SQLite and PostgreSQL alike) and the waits for
-    ``hpo run``'s study lock (``hpo_vidpred.jobs.workers.study_lock``), from now on, in this
+    ``hpo run``'s study lock (``hpo_vidpred.study.trial.study_lock``), from now on, in this
     process. Calls made by the heartbeat thread are counted apart (they do not hold up
     training). Returns the clock (see ``totals()``)."""
     global _CLOCK
     import optuna
 
-    from ..jobs import workers
+    from ..study import trial as workers  # where the worker takes the study lock
 
     _CLOCK = StoreClock()
     for cls in optuna.storages.RDBStorage.__mro__:
@@ -143,7 +143,7 @@ _INNER: dict[str, Any] = {}
 
 @dataclass(frozen=True)
 class BenchObjective:
-    """``hpo run``'s real objective (:class:`hpo_vidpred.jobs.search.TrainObjective`) for
+    """``hpo run``'s real objective (:class:`hpo_vidpred.study.objective.TrainObjective`) for
     benchmarks: it registers the benchmark's ``budget`` in each worker process first and, with
     ``timings`` (a folder), times the study store there and writes
     ``<timings>/store-<pid>.json`` after every trial and at exit."""
@@ -154,7 +154,7 @@ class BenchObjective:
     @staticmethod
     def _inner() -> Any:
         """One objective per process, as ``hpo run``'s workers have (it keeps the baselines)."""
-        from ..jobs.search import TrainObjective
+        from ..study.objective import TrainObjective
 
         if "inner" not in _INNER:
             _INNER["inner"] = TrainObjective()

@@ -22,7 +22,7 @@ import typer  # noqa: E402
 from .. import budgets  # noqa: E402
 from ..errors import HpoError  # noqa: E402
 from ..interrupts import install_interrupts, take_interrupt  # noqa: E402
-from ..jobs.samplers import PRUNERS, SAMPLERS  # noqa: E402
+from ..study.strategy import PRUNERS, SAMPLERS  # noqa: E402
 from ..registry import module_names  # noqa: E402
 
 # The names the registries hold, read from the packages' module names: a command that only

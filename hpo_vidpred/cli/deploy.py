@@ -34,7 +34,7 @@ def serve(
     if not 1 <= port <= 65535:
         raise HpoError(f"--port {port} is not a port number (1-65535)")
     try:
-        from ..store.proxy import serve as serve_proxy
+        from ..store.grpc_server import serve as serve_proxy
     except ImportError:
         raise HpoError("hpo store serve needs grpcio and protobuf: pip install "
                        "'hpo-vidpred[grpc]'") from None
@@ -52,8 +52,8 @@ def prepare(ctx: typer.Context, as_json: bool = JSON) -> None:
     jobs on many machines join it with that command (bad flags, a different spec or an
     unreachable store fail here, once).
     Example: hpo store prepare run --arch autoencoder --data kth --trials 200 --storage URL"""
-    from ..jobs import prepare as prepare_job
-    from ..jobs import search
+    from ..workflows import prepare as prepare_job
+    from ..study.plan import plan_study
     from ..store import normalize_url
 
     args = list(ctx.args)
@@ -66,7 +66,7 @@ def prepare(ctx: typer.Context, as_json: bool = JSON) -> None:
     with run_command.make_context("hpo run", args[1:]) as sub:
         params = dict(sub.params)
     summary = prepare_job.prepare_study(
-        search.plan_study(_run_spec(params)), normalize_url(params.get("storage")),
+        plan_study(_run_spec(params)), normalize_url(params.get("storage")),
         params["trials"], warm=_names(params.get("warm_start")) or (),
         warm_top=params["warm_top"], timeout=params["timeout"], heartbeat=params["heartbeat"],
         threads=params["threads"])

@@ -40,7 +40,7 @@ def export(
 ) -> None:
     """Best configuration(s) of a study as a file that 'hpo fixed/compare --config' retrain.
     Example: hpo export --study autoencoder-kth --format yaml --per-cell --out best.yaml"""
-    from ..jobs import export as export_job
+    from ..workflows import export as export_job
     from ..store import normalize_url, open_storage
 
     url = normalize_url(storage)

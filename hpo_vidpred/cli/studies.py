@@ -7,12 +7,12 @@ from typing import Optional
 import typer
 
 from .. import budgets
-from ..specs import StudySpec
+from ..specs import RunSpec, StudySpec
 from . import (ARCH, ARTIFACTS, BUDGET, CELL, CELLS, DATA, DATA_DIR, DATASETS, DEVICE, JSON, OUT,
                PRUNER, QUIET, SAMPLER, SCHEDULER, STORAGE, _choices, _log, _names, _show, app)
 
 # (each command imports what it runs when it runs: --help loads no PyTorch)
-GOAL_NAMES = "val_mse, val_ssim, ms_per_step, params"  # jobs/goals.py; a test checks them
+GOAL_NAMES = "val_mse, val_ssim, ms_per_step, params"  # study/goals.py; a test checks them
 
 
 @app.command()
@@ -56,19 +56,22 @@ def run(
     as_json: bool = JSON,
 ) -> None:
     """Run (or continue) an Optuna study. Example: hpo run --arch autoencoder --data kth --trials 100"""
-    from ..jobs import search, workers
     from ..store import normalize_url
+    from ..study.plan import plan_study
+    from ..study.pool import run as run_study
+    from ..study.summary import format_summary
 
     spec = StudySpec(arch=arch, data=data, cell=cell or "", budget=budget, sampler=sampler,
                      pruner=pruner, search_space=search_space or "", name=study or "",
                      data_dir=data_dir or "", seed=seed,
                      objectives=tuple(_names(objectives) or ()), epochs=epochs,
                      record_test=record_test, scheduler=scheduler)
-    summary = workers.run(search.plan_study(spec), storage_url=normalize_url(storage),
-                          trials=trials, timeout=timeout, workers=n_workers, devices=devices,
-                          heartbeat=heartbeat, artifacts=artifacts, progress=not quiet,
-                          threads=threads, warm=_names(warm_start) or (), warm_top=warm_top)
-    _show(summary, as_json, search.format_summary)
+    settings = RunSpec(storage_url=normalize_url(storage), trials=trials, timeout=timeout,
+                       workers=n_workers, devices=devices, heartbeat=heartbeat,
+                       artifacts=artifacts, progress=not quiet, threads=threads,
+                       warm=tuple(_names(warm_start) or ()), warm_top=warm_top)
+    summary = run_study(plan_study(spec), settings)
+    _show(summary, as_json, format_summary)
 
 
 @app.command()
@@ -89,8 +92,8 @@ def fixed(
 ) -> None:
     """Train the seed's fixed configuration and record it as study fixed-{arch}-{data}-{cell}.
     Example: hpo fixed --arch autoencoder --data kth --cell stlstm"""
-    from ..jobs import export as export_job
-    from ..jobs import fixed as fixed_job
+    from ..workflows import export as export_job
+    from ..workflows import fixed as fixed_job
 
     plan = (export_job.plan_from_config(config, arch, data, cell, data_dir=data_dir, seed=seed,
                                         device=device) if config is not None else
@@ -120,7 +123,7 @@ def compare(
     """Retrain the seed's fixed and the best found configuration per cell with K seeds at the full
     budget, test each once, record study compare-{arch}-{data}; reruns do only what is missing.
     Example: hpo compare --arch autoencoder --data kth --seeds 3"""
-    from ..jobs import compare as compare_job
+    from ..workflows import compare as compare_job
     from ..store import normalize_url
 
     url = normalize_url(storage)
@@ -153,7 +156,7 @@ def matrix(
     """All datasets x architectures x cells: the study, the fixed baselines and the comparison,
     skipping what the store already holds (rerun to resume), then the report.
     Example: hpo matrix --data mmnist,kth,kitti --trials 50"""
-    from ..jobs import matrix as matrix_job
+    from ..workflows import matrix as matrix_job
 
     plan = matrix_job.plan_matrix(_names(data) or [], _names(archs), _names(cells),
                                   trials=trials, seeds=seeds, budget=budget, sampler=sampler,

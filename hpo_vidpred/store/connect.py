@@ -11,7 +11,7 @@ re-queued with its parameters (:class:`optuna.storages.RetryHeartbeatStaleTrialC
 a study (a file lock beside a SQLite store, an advisory lock on PostgreSQL), which is what keeps
 ``--trials`` exact. Store calls ride out a lost connection (a database restart) for a while
 (:mod:`.retry`); ``grpc://host:port`` reaches the store through ``hpo store serve``
-(:mod:`.proxy`).
+(:mod:`.grpc_client`, served by :mod:`.grpc_server`).
 
 Passwords never reach a log: print URLs through :func:`mask_url`.
 """
@@ -32,13 +32,13 @@ from filelock import FileLock
 from optuna.artifacts import FileSystemArtifactStore
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
 from ..errors import HpoError
 from ..paths import default_storage
 from ..registry import Registry
 from . import rdb, retry, sqlite_file
+from .urls import CONNECT_TIMEOUT_S, mask_url, normalize_url, sqlite_path
 from .rdb import SQLITE_BUSY_TIMEOUT_S
 from .lifecycle import RequeueOnce
 
@@ -55,44 +55,6 @@ __all__ = [
 ]
 
 MAX_RETRIES = 3  # a trial whose worker died is re-run at most this many times
-CONNECT_TIMEOUT_S = 5
-
-
-def normalize_url(url: str | None) -> str:
-    """The URL to use: ``url``, else ``$HPO_STORAGE``, else ``sqlite:///studies/hpo.db``.
-
-    ``postgresql://`` URLs are routed to psycopg 3 (``postgresql+psycopg://``); ``grpc://host:port``
-    is a store served by ``hpo store serve``.
-    """
-    url = url or default_storage()
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise HpoError(
-            f"{url!r} is not a storage URL; use e.g. sqlite:///studies/hpo.db or "
-            "postgresql+psycopg://user@host/dbname or grpc://host:13000"
-        ) from None
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for logs, reports and errors)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid storage URL>"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL; ``None`` for other databases and in-memory SQLite."""
-    parsed = make_url(normalize_url(url))
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
-
-
 def open_storage(
     url: str | None = None,
     *,
@@ -116,7 +78,7 @@ def open_storage(
     parent opened it). Creating the schema of a new store is serialized (a file lock beside a
     SQLite file, an advisory lock on PostgreSQL), so several processes may be the first at once.
     Fails within seconds with one line when the store cannot be used (:func:`store_failure`).
-    ``grpc://host:port``: the store behind ``hpo store serve`` (:func:`.proxy.connect`).
+    ``grpc://host:port``: the store behind ``hpo store serve`` (:func:`.grpc_client.connect`).
     ``pool``: PostgreSQL connections kept and added at peaks (the proxy serves many workers).
     """
     url = typed = normalize_url(url)
@@ -183,7 +145,7 @@ def open_storage(
 
 def _open_proxy(url: str, heartbeat_interval: int | None, grace_period: int | None):  # noqa: ANN202
     try:
-        from .proxy import connect
+        from .grpc_client import connect
     except ImportError:
         raise HpoError("a grpc:// study store needs grpcio and protobuf: pip install "
                        "'hpo-vidpred[grpc]'") from None
@@ -339,7 +301,7 @@ def _postgres_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iter
 def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
     """Hold the study's cross-process lock (all workers, all machines sharing the store; through
     ``hpo store serve``, the lock the proxy holds for its clients)."""
-    if callable(getattr(storage, "study_lock", None)):  # a grpc:// store (proxy.ProxyStorage)
+    if callable(getattr(storage, "study_lock", None)):  # a grpc:// store (grpc_client.ProxyStorage)
         with storage.study_lock(study_name):
             yield
         return

@@ -26,7 +26,7 @@ __all__ = ["EPOCHS", "PAUSED", "PROVENANCE", "STATUS", "TRAINING", "UNTIL", "Hea
            "RequeueOnce", "ask", "beat", "fail_and_requeue", "fail_stale", "set_system_attrs",
            "set_user_attrs", "trial_of", "trials"]
 
-# A configuration that trains in segments (hpo_vidpred.jobs.segments) keeps its state in these
+# A configuration that trains in segments (hpo_vidpred.study.segments) keeps its state in these
 # system attributes of its (RUNNING) trial: status, the epoch its segment trains to, the epochs
 # in its paused run.
 STATUS, UNTIL, EPOCHS = "hpo:status", "hpo:until", "hpo:epochs"
@@ -77,7 +77,7 @@ def fail_stale(study: optuna.Study, orphan_age_s: float) -> None:
     if time.monotonic() - last_outage() < orphan_age_s:
         return
     storage = study._storage
-    if callable(getattr(storage, "fail_stale", None)):  # proxy.ProxyStorage
+    if callable(getattr(storage, "fail_stale", None)):  # grpc_client.ProxyStorage
         storage.fail_stale(study.study_name, orphan_age_s)
         return
     with warnings.catch_warnings():
@@ -182,7 +182,8 @@ class RequeueOnce(optuna.storages.RetryHeartbeatStaleTrialCallback):
 
 
 class Heartbeat:
-    """Records a trial's heartbeat every ``interval`` seconds on a thread until stopped."""
+    """Records a trial's heartbeat every ``interval`` seconds on a thread until stopped; as a
+    context manager, for as long as its block runs (stopped on every way out)."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: int) -> None:
         self._stop = threading.Event()
@@ -201,6 +202,12 @@ class Heartbeat:
         self._stop.set()
         self._thread.join()
 
+    def __enter__(self) -> Heartbeat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def beat(study: optuna.Study, trial: Any) -> None:
     """Record a heartbeat of ``trial`` now (a paused configuration that a worker resumes: before
@@ -210,7 +217,7 @@ def beat(study: optuna.Study, trial: Any) -> None:
 
 def set_system_attrs(study: optuna.Study, trial: Any, attrs: dict[str, Any]) -> None:
     """Set system attributes of a running trial (the promotion scheduler's records,
-    :mod:`hpo_vidpred.jobs.segments`)."""
+    :mod:`hpo_vidpred.study.segments`)."""
     for key, value in attrs.items():
         study._storage.set_trial_system_attr(trial._trial_id, key, value)
 

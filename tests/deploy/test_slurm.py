@@ -44,8 +44,8 @@ def test_array_tasks_draw_different_first_configurations(monkeypatch, tiny_space
     task index goes into the sampler seed (one machine keeps its seeds)."""
     import optuna
 
-    from hpo_vidpred.jobs.samplers import make_sampler
-    from hpo_vidpred.jobs.search import plan_study
+    from hpo_vidpred.study.strategy import make_sampler
+    from hpo_vidpred.study.plan import plan_study
     from hpo_vidpred.specs import StudySpec
 
     plan = plan_study(StudySpec(budget="smoke", search_space=tiny_space))

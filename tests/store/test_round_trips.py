@@ -16,10 +16,10 @@ from optuna.trial import TrialState
 
 from hpo_vidpred import budgets
 from hpo_vidpred.bench import BenchObjective
-from hpo_vidpred.jobs import workers
-from hpo_vidpred.jobs.samplers import make_pruner, make_sampler
-from hpo_vidpred.jobs.search import plan_study
-from hpo_vidpred.specs import StudySpec
+from hpo_vidpred.study import pool as workers
+from hpo_vidpred.study.strategy import make_pruner, make_sampler
+from hpo_vidpred.study.plan import plan_study
+from hpo_vidpred.specs import RunSpec, StudySpec
 from hpo_vidpred.store import open_storage
 from hpo_vidpred.store.lifecycle import set_user_attrs
 from hpo_vidpred.store.rdb import Storage, reading_once
@@ -151,8 +151,8 @@ def test_a_trial_of_hpo_run_costs_about_25_store_calls(tmp_path: Path) -> None:
     plan = plan_study(StudySpec(arch="autoencoder", data="mmnist", budget="smoke", name="calls",
                                 seed=0))
     objective = BenchObjective(budgets.get("smoke"), timings=str(timings))
-    workers.run(plan, storage_url=url, trials=6, workers=1, devices="cpu", progress=False,
-                objective=objective, artifacts=str(tmp_path / "artifacts"))
+    workers.run(plan, RunSpec(storage_url=url, trials=6, workers=1, devices="cpu", progress=False,
+                              artifacts=str(tmp_path / "artifacts")), objective=objective)
     objective.flush()
     (clock,) = [json.loads(p.read_text()) for p in timings.glob("store-*.json")]
     assert clock["trials"] == 6

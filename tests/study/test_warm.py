@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from smoke_matrix import stop_when
 
 from hpo_vidpred.cli import main
-from hpo_vidpred.jobs.warm import map_params
+from hpo_vidpred.study.warm import map_params
 from hpo_vidpred.search_space import load_search_space
 
 WIDE = """params:

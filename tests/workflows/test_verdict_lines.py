@@ -9,7 +9,11 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
-from hpo_vidpred.jobs import compare, fixed, search
+from hpo_vidpred.workflows import compare
+
+from hpo_vidpred.workflows import fixed
+
+from hpo_vidpred.study import summary as search
 from hpo_vidpred.store.records import judge_metrics, verdict_label, verdict_text
 
 # the trivial predictors of the example Moving MNIST report (test split): black frames score a
@@ -105,7 +109,7 @@ def test_hpo_compare_summary_flags_each_row() -> None:
 
 
 def test_hpo_matrix_summary_gives_each_row_its_verdict() -> None:
-    from hpo_vidpred.jobs.matrix import format_summary
+    from hpo_vidpred.workflows.matrix import format_summary
 
     def row(role: str, m: dict) -> dict:
         return {"cell": "convlstm", "role": role, "n": 1, "test_mse": [m["mse"], None],

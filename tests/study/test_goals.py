@@ -13,7 +13,7 @@ from optuna.trial import TrialState, create_trial
 
 from hpo_vidpred.cli import main
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.jobs.goals import Guard, choose, knee
+from hpo_vidpred.study.goals import Guard, choose, knee
 from hpo_vidpred.store.records import pareto_front
 
 SPACE = "params:\n  lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}\n"

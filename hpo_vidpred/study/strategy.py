@@ -14,7 +14,7 @@ from ..specs import TrainSpec
 
 if TYPE_CHECKING:
     from .promote import Promotion
-    from .search import StudyPlan
+    from .plan import StudyPlan
 
 __all__ = ["DEFAULT_SCHEDULER", "N_STARTUP", "PRUNERS", "SAMPLERS", "SCHEDULERS", "machine_index",
            "make_pruner", "make_sampler", "make_scheduler", "resolve_scheduler"]
@@ -27,7 +27,7 @@ SAMPLERS: Registry[Callable[[int, int, int, list[str]], optuna.samplers.BaseSamp
 PRUNERS: Registry[Callable[[TrainSpec], optuna.pruners.BasePruner]] = Registry("pruner")
 N_STARTUP = 10  # random trials before a model-based sampler starts modelling
 # How configurations are given compute: `fifo` trains every trial to its end (the pruner may
-# stop it); `promote` trains them in segments up a ladder of rungs (jobs/promote.py).
+# stop it); `promote` trains them in segments up a ladder of rungs (study/promote.py).
 SCHEDULERS: Registry[str] = Registry("scheduler")
 SCHEDULERS.register("fifo")("every trial trains to its end unless the pruner stops it")
 SCHEDULERS.register("promote")("configurations train in segments; the best of each rung are "
@@ -65,7 +65,7 @@ def _qmc(study_seed: int, seed: int, n_startup: int,
 @SAMPLERS.register("sobol")
 def _sobol(study_seed: int, seed: int, n_startup: int,
            names: list[str]) -> optuna.samplers.BaseSampler:
-    # Space-filling, and configuration i is the same in every study of the space (jobs/sobol.py):
+    # Space-filling, and configuration i is the same in every study of the space (study/sobol.py):
     # what learning-curve tables are drawn with; --seed changes the training seeds only.
     from .sobol import SobolSampler
 
@@ -119,7 +119,7 @@ def _no_pruner(train: TrainSpec) -> optuna.pruners.BasePruner:
 
 
 def make_sampler(plan: StudyPlan, worker_seed: int) -> optuna.samplers.BaseSampler:
-    """The plan's sampler, seeded for one worker (see :mod:`hpo_vidpred.jobs.workers`) of this
+    """The plan's sampler, seeded for one worker (see :mod:`hpo_vidpred.study.pool`) of this
     machine (:func:`machine_index`)."""
     seed = (worker_seed + 7919 * machine_index()) % 2**31
     names = plan.sample_space.dimensions()

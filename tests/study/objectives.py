@@ -1,5 +1,5 @@
 """A base for the tests' stand-in objectives: nothing to load or check, no baselines (the
-objective protocol of :mod:`hpo_vidpred.jobs.workers`). They must be picklable (spawned workers)."""
+objective protocol of :mod:`hpo_vidpred.study.pool`). They must be picklable (spawned workers)."""
 
 from __future__ import annotations
 

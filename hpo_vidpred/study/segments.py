@@ -92,7 +92,7 @@ def begin(study: optuna.Study, scheduler: Promotion, sample: Callable[[optuna.Tr
           ) -> Segment | Step:
     """What a free worker does next (call it under the study lock): a :class:`Segment` to
     train -- a new configuration (asked and sampled here, ``sample(trial)``) or a paused one
-    resumed -- or the :class:`~hpo_vidpred.jobs.promote.Step` to wait or to finish."""
+    resumed -- or the :class:`~hpo_vidpred.study.promote.Step` to wait or to finish."""
     records = configs(study)
     queued = any(c.status == QUEUED for c in records)
     step = Step("start", scheduler.rungs.levels[0]) if queued else scheduler.next(records)
@@ -114,7 +114,7 @@ def report(study: optuna.Study, scheduler: Promotion, segment: Segment, epoch: i
            value: float, floor: float = math.inf) -> str:
     """Record the validation value of ``epoch``. Returns ``go`` (train on), ``rung`` (the
     segment reached its rung) or ``stop``: the trivial-predictor guard (from epoch
-    :data:`~hpo_vidpred.jobs.goals.TRIVIAL_AFTER` on, no better than ``floor``, the best
+    :data:`~hpo_vidpred.study.goals.TRIVIAL_AFTER` on, no better than ``floor``, the best
     trivial predictor) or the curve rule of the scheduler."""
     from .goals import TRIVIAL_AFTER
 

@@ -4,6 +4,7 @@ target, counted from the store, so trials of other machines move it too), on std
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -12,7 +13,47 @@ from ..store import mask_url
 from ..store.records import trial_counts
 from ..ui import Bar
 
-__all__ = ["StudyProgress"]
+__all__ = ["Eta", "StudyProgress", "TrialEnded", "TrialStarted", "WorkerError"]
+
+
+# What workers tell the process that shows the study (through a queue from spawned workers).
+@dataclass(frozen=True)
+class TrialStarted:
+    worker: int
+    number: int
+    device: str
+    start: int = 0  # a segment of a promotion study: from this epoch ...
+    until: int = 0  # ... to this one
+
+
+@dataclass(frozen=True)
+class TrialEnded:
+    worker: int
+    number: int
+    device: str
+    state: str  # COMPLETE | PRUNED | FAIL | PAUSED (at a rung, a promotion study)
+    value: Any
+    reason: str
+    seconds: float
+    params: dict = field(default_factory=dict)  # as trained
+    epochs: int = 0
+
+
+@dataclass(frozen=True)
+class Eta:
+    """A trial projected to run long: said once per run."""
+
+    worker: int
+    number: int
+    line: str
+
+
+@dataclass(frozen=True)
+class WorkerError:
+    """A worker that cannot go on (the environment: data, device, store)."""
+
+    worker: int
+    message: str
 
 
 class StudyProgress:
@@ -40,25 +81,25 @@ class StudyProgress:
         self.refresh(force=True)
         self._bar.__exit__(*exc)
 
-    def event(self, event: dict[str, Any]) -> None:
-        if event["event"] == "eta":
+    def event(self, event: Any) -> None:
+        if isinstance(event, Eta):
             if not self.notes:
-                self.notes.append(event["line"])
-                self._bar.print(event["line"])
+                self.notes.append(event.line)
+                self._bar.print(event.line)
             return
-        if event["event"] != "end":
+        if not isinstance(event, TrialEnded):
             return
-        self.ended += event["state"] != "PAUSED"  # a paused configuration is not finished
-        value = event["value"]
+        self.ended += event.state != "PAUSED"  # a paused configuration is not finished
+        value = event.value
         value = ("" if value is None else f"val_mse {value:.5g}" if not isinstance(value, list)
                  else "values " + ", ".join(f"{v:.5g}" for v in value))
-        what = {"COMPLETE": f"complete  {value}", "PRUNED": event["reason"] or "pruned",
-                "FAIL": f"failed: {event['reason']}",
-                "PAUSED": f"paused at epoch {event.get('epochs')}  {value}"}[event["state"]]
+        what = {"COMPLETE": f"complete  {value}", "PRUNED": event.reason or "pruned",
+                "FAIL": f"failed: {event.reason}",
+                "PAUSED": f"paused at epoch {event.epochs}  {value}"}[event.state]
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in event["params"].items())
-        self._bar.print(f"trial {event['number']:>3} {what}  [{event['seconds']:.1f} s, "
-                        f"worker {event['worker']}, {event['device']}]  {params}")
+                          for k, v in event.params.items())
+        self._bar.print(f"trial {event.number:>3} {what}  [{event.seconds:.1f} s, "
+                        f"worker {event.worker}, {event.device}]  {params}")
         self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:

@@ -1,7 +1,7 @@
 """What ``hpo compare`` will retrain, resolved before anything runs: per cell the seed's fixed
 configuration (through ``hpo fixed``) and the optimized one (the best trial of the cell's search
 study, or a file of ``hpo export``), each with seeds 0..k-1 at one budget (see
-:mod:`hpo_vidpred.jobs.compare`)."""
+:mod:`hpo_vidpred.workflows.compare`)."""
 
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ def _optimized_specs(source: Mapping[str, Any], budget: str, data_dir: Optional[
 
 def _replan(record: Mapping[str, Any], budget: str, data_dir: Optional[str]):
     """The search study's plan at another budget, from the spec it recorded."""
-    from .search import plan_study
+    from ..study.plan import plan_study
 
     with tempfile.TemporaryDirectory() as tmp:
         space = Path(tmp) / "search_space.yaml"

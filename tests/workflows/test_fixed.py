@@ -18,8 +18,8 @@ from smoke_matrix import stop_when, trials_in
 from hpo_vidpred import archs
 from hpo_vidpred.cli import main
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.jobs import fixed as fixed_job
-from hpo_vidpred.jobs.fixed import fixed_params, plan_fixed, run_fixed
+from hpo_vidpred.workflows import fixed as fixed_job
+from hpo_vidpred.workflows.fixed import fixed_params, plan_fixed, run_fixed
 from hpo_vidpred.store import lifecycle
 
 STUDY = "fixed-autoencoder-mmnist-convlstm"

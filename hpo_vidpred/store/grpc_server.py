@@ -1,5 +1,5 @@
-"""The study store behind Optuna's gRPC proxy: ``hpo store serve`` (:func:`serve`) and
-``hpo run --storage grpc://host:port`` (:class:`ProxyStorage`). docs/design.md section 11.
+"""The study store behind Optuna's gRPC proxy: ``hpo store serve`` (:func:`serve`); its
+client, ``hpo run --storage grpc://host:port``, is :mod:`.grpc_client`. docs/design.md section 11.
 
 Optuna's proxy (``optuna.storages.run_grpc_proxy_server`` / ``GrpcStorageProxy``, Optuna >= 4.2)
 carries the storage API only: no heartbeats (``GrpcStorageProxy`` is not a ``BaseHeartbeat``), no
@@ -23,14 +23,10 @@ The proxy has no login and no encryption: keep it on a private network.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
-import time
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 # gRPC's core logs its own lines (``E1202 ... add_port.cc:83] Failed to add port``) to stderr
@@ -39,21 +35,19 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import grpc  # noqa: E402
 import optuna  # noqa: E402
-from optuna.storages import GrpcStorageProxy  # noqa: E402
 from optuna.storages._grpc import servicer as optuna_servicer  # noqa: E402
 from optuna.storages._grpc.auto_generated import api_pb2, api_pb2_grpc  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..errors import HpoError  # noqa: E402
 from ..interrupts import interrupts, take_interrupt  # noqa: E402
-from . import lifecycle, retry  # noqa: E402
-from .connect import CONNECT_TIMEOUT_S, mask_url, open_storage, study_lock  # noqa: E402
+from . import lifecycle  # noqa: E402
+from .connect import open_storage, study_lock  # noqa: E402
+from .grpc_client import DEFAULT_PORT, PROTOCOL, SERVICE, _dump, _load  # noqa: E402
+from .urls import mask_url  # noqa: E402
 
-__all__ = ["DEFAULT_PORT", "ProxyStorage", "connect", "serve"]
+__all__ = ["serve"]
 
-DEFAULT_PORT = 13000
-SERVICE = "hpo.Store"
-PROTOCOL = 1
 # The server pings idle connections; a client that stops answering (its machine vanished) is
 # dropped, and with it the study lock it may hold. gRPC binds with SO_REUSEPORT by default: a
 # second server on a port in use listened beside the first, and the kernel shared the clients out
@@ -63,14 +57,6 @@ _SERVER_OPTIONS = [("grpc.so_reuseport", 0),
                    ("grpc.keepalive_permit_without_calls", 1),
                    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                    ("grpc.max_receive_message_length", -1)]
-
-
-def _dump(message: dict) -> bytes:
-    return json.dumps(message).encode()
-
-
-def _load(data: bytes) -> dict:
-    return json.loads(data.decode())
 
 
 # --------------------------------------------------------------------------- the server
@@ -181,102 +167,3 @@ def serve(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: 
 
 
 # --------------------------------------------------------------------------- the client
-class ProxyStorage(GrpcStorageProxy):
-    """Optuna's ``GrpcStorageProxy`` plus the ``hpo.Store`` calls: :meth:`study_lock`,
-    :meth:`record_heartbeat`, :meth:`fail_stale`. Storage calls are retried while the proxy is
-    unreachable (:mod:`.retry`)."""
-
-    def __init__(self, *, host: str, port: int, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None) -> None:
-        self.heartbeat_interval = heartbeat_interval
-        self.grace_period = grace_period or (2 * heartbeat_interval if heartbeat_interval
-                                             else None)
-        super().__init__(host=host, port=port)
-
-    def _setup(self) -> None:
-        super()._setup()
-        channel = self._channel
-        self._hpo = {name: channel.unary_unary(f"/{SERVICE}/{name}", request_serializer=_dump,
-                                               response_deserializer=_load)
-                     for name in ("Hello", "Heartbeat", "FailStale")}
-        self._hpo_lock = channel.unary_stream(f"/{SERVICE}/Lock", request_serializer=_dump,
-                                              response_deserializer=_load)
-
-    def __getstate__(self) -> dict[Any, Any]:
-        state = super().__getstate__()
-        state.pop("_hpo", None)
-        state.pop("_hpo_lock", None)
-        return state
-
-    def hello(self) -> dict:
-        return self._hpo["Hello"]({}, timeout=CONNECT_TIMEOUT_S)
-
-    def record_heartbeat(self, trial_id: int) -> None:  # retried: see retry.RETRIED
-        self._hpo["Heartbeat"]({"trial_id": int(trial_id)})
-
-    def fail_stale(self, study_name: str, orphan_age: float) -> None:
-        """Fail and re-queue the study's stale and orphaned trials (on the server)."""
-        if self.heartbeat_interval is None:
-            return
-        retry.call(self._hpo["FailStale"], {
-            "study": study_name, "heartbeat": int(self.heartbeat_interval),
-            "grace": int(self.grace_period), "orphan_age": float(orphan_age)},
-            store=getattr(self, "hpo_url", None))
-
-    @contextmanager
-    def study_lock(self, study_name: str) -> Iterator[None]:
-        """Hold the study's lock on the server for the duration of the block."""
-        delay, attempt = 0.02, 0
-        while True:
-            call = self._hpo_lock({"study": study_name})
-            try:
-                granted = next(call, {"granted": False})["granted"]  # no answer: try again
-            except grpc.RpcError as exc:
-                call.cancel()
-                if not retry.transient(exc):
-                    raise
-                retry.wait(exc, attempt, getattr(self, "hpo_url", None))  # or give up
-                attempt += 1
-                continue
-            retry.answered()
-            if granted:
-                break
-            call.cancel()
-            time.sleep(delay)
-            delay = min(2 * delay, 0.25)
-        try:
-            yield
-        finally:
-            call.cancel()
-
-
-retry.retrying(ProxyStorage)
-
-
-def connect(url: str, *, heartbeat_interval: int | None = None,
-            grace_period: int | None = None) -> ProxyStorage:
-    """A :class:`ProxyStorage` for ``grpc://host[:port]``; one line within seconds when nothing
-    answers there, or when a bare Optuna proxy (without ``hpo.Store``) answers."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    host, port = parsed.host or "localhost", parsed.port or DEFAULT_PORT
-    with warnings.catch_warnings():  # "GrpcStorageProxy is experimental"
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = ProxyStorage(host=host, port=port, heartbeat_interval=heartbeat_interval,
-                               grace_period=grace_period)
-    storage.hpo_url = mask_url(url)  # what the retries' lines name
-    try:
-        storage.wait_server_ready(timeout=CONNECT_TIMEOUT_S)
-        storage.hello()
-    except (ConnectionError, grpc.RpcError) as exc:
-        storage.close()
-        code = exc.code() if isinstance(exc, grpc.RpcError) else None
-        if code == grpc.StatusCode.UNIMPLEMENTED:
-            raise HpoError(f"{mask_url(url)} is a bare Optuna gRPC proxy, without hpo's study "
-                           "lock and heartbeats; serve the store with 'hpo store serve' "
-                           "instead") from None
-        raise HpoError(f"cannot reach the study store {mask_url(url)} (no gRPC proxy answers "
-                       "there); start one with 'hpo store serve --storage URL --host 0.0.0.0' "
-                       "or check the host and port") from None
-    return storage

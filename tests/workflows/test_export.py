@@ -11,7 +11,7 @@ import yaml
 from smoke_matrix import COMPARE, copy_store, matrix_fixture
 
 from hpo_vidpred.cli import main
-from hpo_vidpred.jobs.fixed import fixed_params
+from hpo_vidpred.workflows.fixed import fixed_params
 from hpo_vidpred.specs import ModelSpec, TrainSpec, from_dict
 
 smoke = matrix_fixture()  # the smoke matrix, run once per session

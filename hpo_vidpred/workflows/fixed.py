@@ -34,7 +34,7 @@ from ..store import lifecycle, mask_url, normalize_url, open_storage
 from ..store.lifecycle import set_user_attrs
 from ..store.records import open_record, ratio_text, trivial_scores
 from ..train import train_and_evaluate
-from .search import eta_line
+from ..study.summary import eta_line
 
 __all__ = ["FIXED_TRAIN", "HEARTBEAT_S", "FixedPlan", "plan_fixed", "open_fixed_store",
            "run_fixed", "train_fixed", "fixed_params", "format_summary"]

@@ -20,11 +20,12 @@ from PIL import Image
 
 from hpo_vidpred import cli
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.specs import StudySpec
+from hpo_vidpred.specs import RunSpec, StudySpec
 from hpo_vidpred.store import open_artifact_store, open_storage
-from hpo_vidpred.jobs.samplers import PRUNERS, SAMPLERS
-from hpo_vidpred.jobs.search import Outcome, plan_study
-from hpo_vidpred.jobs.workers import run
+from hpo_vidpred.study.strategy import PRUNERS, SAMPLERS
+from hpo_vidpred.study.objective import Outcome
+from hpo_vidpred.study.plan import plan_study
+from hpo_vidpred.study.pool import run
 
 SQLITE = "sqlite:///studies/hpo.db"
 TINY = ("fixed: {depth: 1, hidden: 4, kernel: 3, batch_size: 4}\n"
@@ -50,7 +51,7 @@ def _study(name: str, url: str = SQLITE) -> optuna.Study:
 
 def test_trials_record_values_attributes_and_a_prediction_strip() -> None:
     plan = _plan()
-    summary = run(plan, storage_url=SQLITE, trials=3, progress=False)
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=3, progress=False))
     assert summary["trials"]["finished"] == 3 and summary["best"]["value"] > 0
     study = _study(plan.name)
     spec = study.user_attrs["spec"]
@@ -77,21 +78,21 @@ def test_trials_record_values_attributes_and_a_prediction_strip() -> None:
 
 def test_resume_adds_trials_and_keeps_the_old_ones() -> None:
     plan = _plan()
-    run(plan, storage_url=SQLITE, trials=2, progress=False)
+    run(plan, RunSpec(storage_url=SQLITE, trials=2, progress=False))
     first = [(t.params, t.value) for t in _study(plan.name).trials]
-    summary = run(_plan(), storage_url=SQLITE, trials=4, progress=False)
+    summary = run(_plan(), RunSpec(storage_url=SQLITE, trials=4, progress=False))
     trials = _study(plan.name).trials
     assert summary["ran_this_run"] == 2 and len(trials) == 4
     assert [(t.params, t.value) for t in trials[:2]] == first
     assert trials[2].params != trials[0].params  # the resumed sampler does not repeat itself
-    again = run(_plan(), storage_url=SQLITE, trials=4, progress=False)
+    again = run(_plan(), RunSpec(storage_url=SQLITE, trials=4, progress=False))
     assert again["ran_this_run"] == 0 and "nothing to run" in again["notes"][0]
 
 
 def test_a_pinned_cell_is_never_sampled() -> None:
     plan = _plan(cell="stlstm")
     assert plan.name == "autoencoder-mmnist-stlstm"
-    run(plan, storage_url=SQLITE, trials=3, progress=False)
+    run(plan, RunSpec(storage_url=SQLITE, trials=3, progress=False))
     for trial in _study(plan.name).trials:
         assert "cell" not in trial.params
         assert trial.user_attrs["model_spec"]["cell"] == "stlstm"
@@ -99,20 +100,21 @@ def test_a_pinned_cell_is_never_sampled() -> None:
 
 def test_a_changed_spec_is_refused_and_nothing_is_lost() -> None:
     plan = _plan()
-    run(plan, storage_url=SQLITE, trials=1, progress=False)
+    run(plan, RunSpec(storage_url=SQLITE, trials=1, progress=False))
     wider = _space(TINY.replace("3.0e-2", "1.0e-1") + "  cell: {type: categorical, choices: "
                                                      "[convlstm, stlstm]}\n", "wider.yaml")
     with pytest.raises(HpoError) as info:
-        run(_plan(search_space=wider), storage_url=SQLITE, trials=2, progress=False)
+        run(_plan(search_space=wider), RunSpec(storage_url=SQLITE, trials=2, progress=False))
     text = str(info.value)
     assert "study 'autoencoder-mmnist' exists with a different spec" in text
     assert "search_space.params.lr.high: 0.03 -> 0.1" in text and "--study NAME" in text
     with pytest.raises(HpoError, match=r"study\.budget: smoke -> small"):
         run(plan_study(StudySpec(budget="small", search_space=plan.spec.search_space)),
-            storage_url=SQLITE, trials=2, progress=False)
+            RunSpec(storage_url=SQLITE, trials=2, progress=False))
     assert len(_study(plan.name).trials) == 1
-    other = run(_plan(search_space=wider, name="wider"), storage_url=SQLITE, trials=1,
-                progress=False)  # the way out the message names
+    # the way out the message names
+    other = run(_plan(search_space=wider, name="wider"),
+                RunSpec(storage_url=SQLITE, trials=1, progress=False))
     assert other["trials"]["finished"] == 1
 
 
@@ -120,7 +122,7 @@ def test_a_diverging_trial_is_recorded_with_its_reason_and_the_study_goes_on() -
     # A float32 loss times 1e39 overflows: a non-finite loss, which train.py calls diverged.
     space = _space(TINY + "  frame_loss_weight: {type: categorical, choices: [1.0, 1.0e39]}\n")
     plan = _plan(search_space=space, sampler="random", pruner="none")
-    summary = run(plan, storage_url=SQLITE, trials=5, progress=False)
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=5, progress=False))
     trials = _study(plan.name).trials
     diverged = [t for t in trials if t.params["frame_loss_weight"] > 1]
     assert diverged and len(diverged) < len(trials)
@@ -149,7 +151,7 @@ class Curve(Stub):
 def test_a_pruner_prunes_the_useless_region(pruner: str) -> None:
     space = _space("params:\n  lr: {type: float, low: 1.0e-4, high: 1.0, log: true}\n")
     plan = _plan(search_space=space, sampler="random", pruner=pruner)
-    run(plan, storage_url=SQLITE, trials=16, progress=False, objective=Curve())
+    run(plan, RunSpec(storage_url=SQLITE, trials=16, progress=False), objective=Curve())
     trials = _study(plan.name).trials
     useless = [t for t in trials if t.params["lr"] > 0.1]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
@@ -169,7 +171,7 @@ def test_every_sampler_runs_a_conditional_space(sampler: str) -> None:
                    "  cell: {type: categorical, choices: [convlstm, stlstm]}\n"
                    "  lr: {type: float, low: 1.0e-4, high: 1.0, log: true}\n")
     plan = _plan(search_space=space, sampler=sampler, pruner="none")
-    summary = run(plan, storage_url=SQLITE, trials=12, progress=False, objective=Curve())
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=12, progress=False), objective=Curve())
     assert summary["trials"]["complete"] == 12
     for t in _study(plan.name).trials:
         assert len([k for k in t.params if k.startswith("hidden_")]) == t.params["depth"]
@@ -220,7 +222,7 @@ def test_hpo_run_with_an_unreachable_store_fails_fast(capsys) -> None:
 
 def test_the_optuna_command_line_reads_the_study() -> None:
     plan = _plan()
-    run(plan, storage_url=SQLITE, trials=2, progress=False)
+    run(plan, RunSpec(storage_url=SQLITE, trials=2, progress=False))
     optuna_cli = Path(sys.executable).parent / "optuna"
     out = subprocess.run([str(optuna_cli), "trials", "--study-name", plan.name, "--storage",
                           SQLITE, "-f", "json"], capture_output=True, text=True, timeout=120,
@@ -253,10 +255,11 @@ class Fixed(Stub):
 
 @pytest.mark.parametrize("value,learned", [(0.01, True), (0.019, False)])
 def test_the_summary_sets_the_best_beside_the_trivial_predictors(value, learned) -> None:
-    from hpo_vidpred.jobs.search import format_summary
+    from hpo_vidpred.study.summary import format_summary
 
     plan = _plan()
-    summary = run(plan, storage_url=SQLITE, trials=2, progress=False, objective=Fixed(value))
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=2,
+                                progress=False), objective=Fixed(value))
     assert _study(plan.name).user_attrs["baselines"] == BASELINES
     assert summary["baselines"] == {"black": 0.02, "copy_last": 0.03, "mean_input": 0.025}
     text = format_summary(summary)
@@ -267,8 +270,8 @@ def test_the_summary_sets_the_best_beside_the_trivial_predictors(value, learned)
 
 def test_a_long_trial_is_announced_once_with_budget_and_device() -> None:
     plan = _plan()
-    summary = run(plan, storage_url=SQLITE, trials=3, progress=False,
-                  objective=Fixed(0.01, eta_s=8 * 3600))
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=3,
+                                progress=False), objective=Fixed(0.01, eta_s=8 * 3600))
     assert summary["notes"] == ["note: about 8.0 h per trial at budget smoke on cpu; --budget "
                                 "small is the CPU demo"]
 
@@ -294,7 +297,7 @@ def test_a_trial_no_better_than_a_trivial_predictor_is_pruned_after_two_epochs()
     """Baselines no network reaches in a few steps (MSE 1e-6): every trial stops at epoch 2 of 3,
     said so; with --pruner none the same trials run to the end."""
     from hpo_vidpred import budgets
-    from hpo_vidpred.jobs.search import TrainObjective
+    from hpo_vidpred.study.objective import TrainObjective
 
     budget = budgets.Budget(name="smoke3", summary="3 epochs", schedule={"*": (3, 2)},
                             frame_height=16, max_in=2, max_out=2, max_batch=4, val_size=4,
@@ -308,8 +311,8 @@ def test_a_trial_no_better_than_a_trivial_predictor_is_pruned_after_two_epochs()
     try:
         for pruner, state in (("median", TrialState.PRUNED), ("none", TrialState.COMPLETE)):
             plan = _plan(budget="smoke3", pruner=pruner, name=f"guard-{pruner}")
-            summary = run(plan, storage_url=SQLITE, trials=2, progress=False,
-                          objective=Unbeatable())
+            summary = run(plan, RunSpec(storage_url=SQLITE, trials=2,
+                                        progress=False), objective=Unbeatable())
             assert summary["trials"]["finished"] == 2
             for t in _study(plan.name).trials:
                 assert t.state == state

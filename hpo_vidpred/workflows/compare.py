@@ -180,7 +180,7 @@ def _retrain(plan: ComparePlan, r: Retrain, ctx: _Context) -> FrozenTrial:
 def _fixed_run(fixed: FixedPlan, ctx: _Context) -> tuple[FrozenTrial, Any]:
     """The ``hpo fixed`` trial of this plan's seed and its best weights (None if it failed):
     the newest stored one with the same spec whose checkpoint loads, else trained now
-    (:func:`hpo_vidpred.jobs.fixed.train_fixed`). A damaged checkpoint is retrained, never
+    (:func:`hpo_vidpred.workflows.fixed.train_fixed`). A damaged checkpoint is retrained, never
     reused."""
     study = fixed.open(ctx.storage, create=False)
     for t in sorted(study.get_trials(deepcopy=False) if study else (), key=lambda t: -t.number):

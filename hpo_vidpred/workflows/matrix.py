@@ -24,13 +24,13 @@ from ..cells import CELLS
 from ..devices import resolve_devices
 from ..errors import HpoError
 from ..interrupts import interrupts
-from ..specs import StudySpec
+from ..specs import RunSpec, StudySpec
 from ..store import mask_url, normalize_url
 from ..store.records import judge_metrics, verdict_label
 from .compare import plan_compare, run_compare
-from .samplers import PRUNERS, SAMPLERS
-from .search import plan_study
-from .workers import run as run_study
+from ..study.strategy import PRUNERS, SAMPLERS
+from ..study.plan import plan_study
+from ..study.pool import run as run_study
 
 __all__ = ["MatrixPlan", "plan_matrix", "run_matrix", "format_summary"]
 
@@ -143,9 +143,10 @@ def run_matrix(plan: MatrixPlan, storage: Optional[str] = None, out: Optional[st
                                  data_dir=plan.data_dir, seed=plan.seed)
                 log(f"matrix [{step}/{total}] study {spec.study_name}: up to {plan.trials} "
                     "finished trials")
-                summary = run_study(plan_study(spec), storage_url=url, trials=plan.trials,
-                                    workers=plan.workers, devices=plan.devices,
-                                    progress=progress)
+                summary = run_study(plan_study(spec), RunSpec(storage_url=url, trials=plan.trials,
+                                                              workers=plan.workers,
+                                                              devices=plan.devices,
+                                                              progress=progress))
                 log(f"matrix [{step}/{total}] study {spec.study_name}: "
                     f"{summary['trials']['finished']} finished, {summary['ran_this_run']} run now")
             log(f"matrix [{step}/{total}] fixed baselines and comparison compare-{arch}-{data}: "

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from smoke_matrix import COMPARE, FIXED, SEARCH, _finished, matrix_fixture
 
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.jobs.matrix import plan_matrix, run_matrix
+from hpo_vidpred.workflows.matrix import plan_matrix, run_matrix
 from hpo_vidpred.store.records import trial_counts
 
 smoke = matrix_fixture()  # the smoke matrix, run once per session

@@ -1,4 +1,4 @@
-"""Asynchronous promotion (jobs/promote.py), its records in a study (jobs/segments.py) and
+"""Asynchronous promotion (study/promote.py), its records in a study (study/segments.py) and
 `hpo run --scheduler promote` with real processes: configurations pause at rungs, the best are
 resumed, one trial per configuration, and a killed worker loses only the segment it trained."""
 
@@ -16,8 +16,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo_vidpred.jobs import segments
-from hpo_vidpred.jobs.promote import DONE, PAUSED, TRAINING, Config, CurveStop, Promotion, Rungs
+from hpo_vidpred.study import segments
+from hpo_vidpred.study.promote import DONE, PAUSED, TRAINING, Config, CurveStop, Promotion, Rungs
 from hpo_vidpred.store import lifecycle, open_storage
 
 
@@ -190,7 +190,7 @@ def test_a_study_keeps_the_scheduler_it_started_with(tmp_path: Path, monkeypatch
     continues it so even after the default changed. Promotion with several objectives is one
     line."""
     from hpo_vidpred.cli import main
-    from hpo_vidpred.jobs import samplers
+    from hpo_vidpred.study import strategy as samplers
 
     url = f"sqlite:///{tmp_path}/s.db"
     run = ["run", "--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke", "--workers",

@@ -18,10 +18,10 @@ from smoke_matrix import COMPARE, copy_store, matrix_fixture, running, stop_when
 
 from hpo_vidpred import budgets
 from hpo_vidpred.cli import main
-from hpo_vidpred.jobs.compare import plan_compare, run_compare
+from hpo_vidpred.workflows.compare import plan_compare, run_compare
 from hpo_vidpred.store.records import decode_frames, encode_frames
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.jobs.export import dump_export, export_study
+from hpo_vidpred.workflows.export import dump_export, export_study
 from hpo_vidpred.store import open_storage
 
 smoke = matrix_fixture()  # the smoke matrix, run once per session

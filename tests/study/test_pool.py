@@ -20,12 +20,13 @@ from objectives import Stub
 from optuna.trial import TrialState
 
 from hpo_vidpred.errors import HpoError
-from hpo_vidpred.specs import StudySpec
+from hpo_vidpred.specs import RunSpec, StudySpec
 from hpo_vidpred.store import lifecycle, open_storage
-from hpo_vidpred.jobs.search import Outcome, plan_study
+from hpo_vidpred.study.objective import Outcome
+from hpo_vidpred.study.plan import plan_study
 from hpo_vidpred.store.records import trial_counts
 from hpo_vidpred.devices import resolve_devices
-from hpo_vidpred.jobs.workers import run
+from hpo_vidpred.study.pool import run
 
 SQLITE = "sqlite:///studies/hpo.db"
 
@@ -106,9 +107,10 @@ def _run_killing_one_worker(url: str, name: str, target: int) -> dict:
     """Run 4 workers in a thread; SIGKILL the process of the first trial seen running."""
     plan = _plan(name)
     result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(run(
-        plan, storage_url=url, trials=target, workers=4, heartbeat=1, grace=3,
-        progress=False, objective=Sleepy(0.6))))
+    settings = RunSpec(storage_url=url, trials=target, workers=4, heartbeat=1, grace=3,
+                       progress=False)
+    thread = threading.Thread(target=lambda: result.update(run(plan, settings,
+                                                               objective=Sleepy(0.6))))
     thread.start()
     killed = None
     deadline = time.time() + 90
@@ -144,8 +146,8 @@ def _check_killed_run(url: str, name: str, target: int, result: dict) -> None:
 # --------------------------------------------------------------------------- SQLite
 def test_four_workers_finish_exactly_the_requested_trials_on_sqlite() -> None:
     plan = _plan()
-    summary = run(plan, storage_url=SQLITE, trials=10, workers=4, heartbeat=2, progress=False,
-                  objective=Sleepy(0.2))
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=10, workers=4, heartbeat=2,
+                                progress=False), objective=Sleepy(0.2))
     _assert_exact(SQLITE, plan.name, 10)
     assert summary["trials"]["finished"] == 10 and summary["ran_this_run"] == 10
     workers = {t.user_attrs["worker"] for t in _trials(SQLITE, plan.name)}
@@ -179,8 +181,8 @@ def test_hpo_run_with_four_real_workers_on_sqlite() -> None:
 def test_four_workers_finish_exactly_the_requested_trials_on_postgres(postgres_url) -> None:
     plan = _plan()
     try:
-        run(plan, storage_url=postgres_url, trials=12, workers=4, heartbeat=2, progress=False,
-            objective=Sleepy(0.2))
+        run(plan, RunSpec(storage_url=postgres_url, trials=12, workers=4, heartbeat=2,
+                          progress=False), objective=Sleepy(0.2))
         _assert_exact(postgres_url, plan.name, 12)
     finally:
         optuna.delete_study(study_name=plan.name, storage=postgres_url)
@@ -202,9 +204,10 @@ def test_a_second_run_joins_the_study_on_postgres(postgres_url) -> None:
     """What another machine does: the same plan and URL continue the same study."""
     plan = _plan()
     try:
-        run(plan, storage_url=postgres_url, trials=2, progress=False, objective=Sleepy(0.0))
-        summary = run(_plan(plan.name), storage_url=postgres_url, trials=5, progress=False,
-                      objective=Sleepy(0.0))
+        run(plan, RunSpec(storage_url=postgres_url, trials=2,
+                          progress=False), objective=Sleepy(0.0))
+        summary = run(_plan(plan.name), RunSpec(storage_url=postgres_url, trials=5,
+                                                progress=False), objective=Sleepy(0.0))
         assert summary["ran_this_run"] == 3
         _assert_exact(postgres_url, plan.name, 5)
     finally:
@@ -215,13 +218,14 @@ def test_a_second_run_joins_the_study_on_postgres(postgres_url) -> None:
 def test_an_interrupted_trial_is_queued_and_runs_first_next_time() -> None:
     plan = _plan()
     with pytest.raises(KeyboardInterrupt):
-        run(plan, storage_url=SQLITE, trials=3, progress=False,
-            objective=Scripted([None, KeyboardInterrupt()]))
+        run(plan, RunSpec(storage_url=SQLITE, trials=3,
+                          progress=False), objective=Scripted([None, KeyboardInterrupt()]))
     trials = _trials(SQLITE, plan.name)
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL,
                                          TrialState.WAITING]
     assert trials[1].user_attrs["fail_reason"] == "interrupted"
-    summary = run(plan, storage_url=SQLITE, trials=3, progress=False, objective=Sleepy(0.0))
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=3,
+                                progress=False), objective=Sleepy(0.0))
     trials = _trials(SQLITE, plan.name)
     assert trials[2].state == TrialState.COMPLETE and trials[2].params == trials[1].params
     assert summary["trials"]["finished"] == 3 and summary["trials"]["retried"] == 1
@@ -230,12 +234,13 @@ def test_an_interrupted_trial_is_queued_and_runs_first_next_time() -> None:
 def test_a_trial_left_running_without_a_heartbeat_is_failed_and_rerun() -> None:
     """A process that died between creating a trial and its first heartbeat."""
     plan = _plan()
-    run(plan, storage_url=SQLITE, trials=1, progress=False, objective=Sleepy(0.0))
+    run(plan, RunSpec(storage_url=SQLITE, trials=1, progress=False), objective=Sleepy(0.0))
     orphan = optuna.load_study(study_name=plan.name, storage=open_storage(SQLITE)).ask()
     orphan.suggest_float("lr", 1e-4, 1e-2, log=True)
     time.sleep(2.5)  # older than twice the grace period
-    summary = run(plan, storage_url=SQLITE, trials=2, heartbeat=1, grace=1, progress=False,
-                  objective=Sleepy(0.0), timeout=30)  # without the orphan check: waits, fails
+    # without the orphan check: waits, fails
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=2, heartbeat=1, grace=1,
+                                progress=False, timeout=30), objective=Sleepy(0.0))
     trials = _trials(SQLITE, plan.name)
     assert trials[orphan.number].state == TrialState.FAIL
     assert trials[-1].system_attrs["failed_trial"] == orphan.number
@@ -245,8 +250,8 @@ def test_a_trial_left_running_without_a_heartbeat_is_failed_and_rerun() -> None:
 
 def test_an_objective_error_is_recorded_and_the_study_goes_on() -> None:
     plan = _plan()
-    summary = run(plan, storage_url=SQLITE, trials=3, progress=False,
-                  objective=Scripted([ValueError("bad shape")]))
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=3,
+                                progress=False), objective=Scripted([ValueError("bad shape")]))
     assert (summary["trials"]["failed"], summary["trials"]["complete"]) == (1, 2)
     assert summary["failures"] == [{"number": 0, "reason": "ValueError: bad shape"}]
 
@@ -256,8 +261,8 @@ def test_a_trial_declared_dead_meanwhile_is_dropped_and_the_worker_goes_on(when)
     """A live trial whose heartbeat came late is failed by another worker and re-queued; its
     worker must not crash when it next writes (a run that lost a worker this way exited 2)."""
     plan = _plan()
-    summary = run(plan, storage_url=SQLITE, trials=3, workers=1, progress=False,
-                  objective=DeclaredDead(when))
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=3, workers=1,
+                                progress=False), objective=DeclaredDead(when))
     trials = _trials(SQLITE, plan.name)
     counts = trial_counts(trials)
     assert (counts["complete"], counts["failed"], counts["retried"]) == (3, 0, 1)
@@ -271,16 +276,16 @@ def test_a_worker_stops_after_repeated_errors() -> None:
     plan = _plan()
     with pytest.raises(HpoError, match="3 trials in a row raised an error, the last: "
                                        "RuntimeError: boom"):
-        run(plan, storage_url=SQLITE, trials=10, progress=False,
-            objective=Scripted([RuntimeError("boom")] * 5))
+        run(plan, RunSpec(storage_url=SQLITE, trials=10,
+                          progress=False), objective=Scripted([RuntimeError("boom")] * 5))
     assert len(_trials(SQLITE, plan.name)) == 3
 
 
 def test_no_trial_starts_after_the_timeout() -> None:
     plan = _plan()
     started = time.time()
-    summary = run(plan, storage_url=SQLITE, trials=50, timeout=1.0, progress=False,
-                  objective=Sleepy(0.3))
+    summary = run(plan, RunSpec(storage_url=SQLITE, trials=50, timeout=1.0,
+                                progress=False), objective=Sleepy(0.3))
     assert time.time() - started < 5
     assert 1 <= summary["trials"]["finished"] <= 3
 

@@ -47,7 +47,7 @@ from ..store.records import (
     trained_params,
 )
 from .fixed import FixedPlan
-from .goals import choose
+from ..study.goals import choose
 
 __all__ = [
     "FORMAT",
@@ -71,7 +71,7 @@ def export_study(storage: Any, name: str, *, top: int = 1, per_cell: bool = Fals
 
     A multi-objective study exports its Pareto front (``top`` and ``per_cell`` are for studies of
     one objective), or with ``pick`` (``knee``, ``fastest-within:5%``) one configuration of it
-    (:func:`hpo_vidpred.jobs.goals.choose`).
+    (:func:`hpo_vidpred.study.goals.choose`).
     Compare studies hold test-set results and are refused: selecting on the test split would
     leak it into the configuration.
     """
@@ -207,7 +207,7 @@ def load_configurations(path: str | Path, data_dir: Optional[str] = None
 
 def plan_from_config(path: str | Path, arch: str, data: str, cell: str, *,
                      data_dir: Optional[str] = None, seed: int = 0, device: str = "auto"):
-    """A :class:`~hpo_vidpred.jobs.fixed.FixedPlan` that retrains the file's best configuration with
+    """A :class:`~hpo_vidpred.workflows.fixed.FixedPlan` that retrains the file's best configuration with
     ``cell`` exactly (its budget, data and training settings; ``seed`` and ``device`` are this
     run's). Recorded as study ``config-{arch}-{data}-{cell}-{config id}``."""
     configurations = load_configurations(path, data_dir)
