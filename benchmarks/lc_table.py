@@ -4,7 +4,7 @@ recorded, as one compact CSV with its card, and back.
     # the table's studies -> benchmarks/tables/NAME.csv + NAME.md (the card)
     python benchmarks/lc_table.py export --storage sqlite:///lc.db \\
         --studies lc-autoencoder-mmnist-small,lc-autoencoder-mmnist-small-seed100000,... \\
-        --out benchmarks/tables/autoencoder-mmnist-small
+        --out benchmarks/tables/autoencoder-mmnist-small.csv
     # on another machine: the same studies rebuilt from the file, then `hpo run` continues them
     python benchmarks/lc_table.py import --table benchmarks/tables/autoencoder-mmnist-small.csv \\
         --storage sqlite:///lc.db
@@ -95,7 +95,8 @@ def _g(value: Any) -> str:
 
 
 def export(storage_url: str, studies: list[str], out: Path, command: str = "") -> dict[str, Any]:
-    """Write ``out``.csv and ``out``.md; returns the card."""
+    """Write ``out``.csv and ``out``.md (``out`` with or without the .csv); returns the card."""
+    out = out.with_suffix("") if out.suffix in (".csv", ".md") else out
     import optuna
 
     from hpo_vidpred.store import mask_url, open_storage
@@ -107,7 +108,14 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
     epochs = 0
     seconds = 0.0
     starts, ends = [], []
+    recorded = {s.study_name for s in storage.get_all_studies()}
+    if studies[0] not in recorded:
+        raise SystemExit(f"error: no study {studies[0]} in {mask_url(storage_url)}; "
+                         "name the main study first")
     for name in studies:
+        if name not in recorded:  # a noise study not started yet: exported once it is
+            print(f"note: no study {name} yet; left out", file=sys.stderr)
+            continue
         study = optuna.load_study(study_name=name, storage=storage)
         attrs = study.user_attrs
         spec = attrs["spec"]
@@ -400,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("export", help="studies -> CSV + card")
     ex.add_argument("--storage", required=True)
     ex.add_argument("--studies", required=True, help="comma list, the main study first")
-    ex.add_argument("--out", required=True, type=Path, help="path without suffix")
+    ex.add_argument("--out", required=True, type=Path, help="the table .csv (its card is written beside it as .md)")
     ex.add_argument("--recorded-with", default="", help="the recording command, for the card")
     im = sub.add_parser("import", help="CSV + card -> studies that hpo run continues")
     im.add_argument("--table", required=True, type=Path)
