@@ -1,6 +1,7 @@
 """The study store: connecting to it (:mod:`.connect`), what studies record (:mod:`.records`) and
 a trial's life in a shared study (:mod:`.lifecycle`). The only package that touches Optuna's
-private names. ``hpo_vidpred.store`` offers what :mod:`.connect` does."""
+private names, all of them in :mod:`.optuna_private`. ``hpo_vidpred.store`` offers what
+:mod:`.connect` does."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from optuna.storages import GrpcStorageProxy  # noqa: E402
 
 from ..errors import HpoError  # noqa: E402
 from . import retry  # noqa: E402
+from .optuna_private import channel_of  # noqa: E402
 from .urls import CONNECT_TIMEOUT_S, mask_url  # noqa: E402
 
 __all__ = ["DEFAULT_PORT", "PROTOCOL", "SERVICE", "ProxyStorage", "connect"]
@@ -53,7 +54,7 @@ class ProxyStorage(GrpcStorageProxy):
 
     def _setup(self) -> None:
         super()._setup()
-        channel = self._channel
+        channel = channel_of(self)
         self._hpo = {name: channel.unary_unary(f"/{SERVICE}/{name}", request_serializer=_dump,
                                                response_deserializer=_load)
                      for name in ("Hello", "Heartbeat", "FailStale")}

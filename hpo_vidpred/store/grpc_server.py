@@ -35,16 +35,16 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import grpc  # noqa: E402
 import optuna  # noqa: E402
-from optuna.storages._grpc import servicer as optuna_servicer  # noqa: E402
-from optuna.storages._grpc.auto_generated import api_pb2, api_pb2_grpc  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..errors import HpoError  # noqa: E402
 from ..interrupts import interrupts, take_interrupt  # noqa: E402
-from . import lifecycle  # noqa: E402
+from . import lifecycle, optuna_private  # noqa: E402
 from .connect import open_storage, study_lock  # noqa: E402
 from .grpc_client import DEFAULT_PORT, PROTOCOL, SERVICE, _dump, _load  # noqa: E402
 from .urls import mask_url  # noqa: E402
+
+api_pb2, api_pb2_grpc = optuna_private.grpc_api()  # Optuna's generated code (imports grpc)
 
 __all__ = ["serve"]
 
@@ -106,7 +106,7 @@ class _Extras:
             local.release()
 
 
-class _Servicer(optuna_servicer.OptunaStorageProxyService):
+class _Servicer(optuna_private.proxy_service()):
     """Optuna's proxy service on the storage itself rather than through Optuna's cache, which
     keeps a study's finished trials by its id for the life of the server: after another process
     deleted a study, the one that took over its id (SQLite reuses the highest) showed the old
@@ -115,12 +115,13 @@ class _Servicer(optuna_servicer.OptunaStorageProxyService):
 
     def GetTrials(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
         try:
-            trials = self._backend._get_trials(request.study_id, None,
+            trials = optuna_private.get_trials(optuna_private.served_storage(self),
+                                               request.study_id, None,
                                                set(request.included_trial_ids),
                                                request.trial_id_greater_than)
         except KeyError as exc:
             context.abort(code=grpc.StatusCode.NOT_FOUND, details=str(exc))
-        return api_pb2.GetTrialsReply(trials=[optuna_servicer._to_proto_trial(t)
+        return api_pb2.GetTrialsReply(trials=[optuna_private.to_proto_trial(t)
                                               for t in trials])
 
 

@@ -1,9 +1,9 @@
 """A trial's life in a shared study, as the workers of ``hpo run`` need it: asking for a trial
 under the study lock, its heartbeat, failing and re-queueing a trial whose worker stopped.
 
-The only code outside Optuna that touches its private names (``Study._study_id``,
-``Trial._trial_id``, ``Study._storage``, the heartbeat table): kept here so that an Optuna upgrade
-that moves them breaks one module.
+What it needs of Optuna's private names (a study's storage and id, a trial's id, the heartbeat
+table and the stale check) it reaches through :mod:`.optuna_private`, the one module that names
+them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import select
 
+from .optuna_private import (backend_of, cached_frozen_trial, heartbeat_enabled, heartbeat_table,
+                             stale_trial_ids, storage_of, study_id_of, trial_id_of)
 from .retry import last_outage
 
 __all__ = ["EPOCHS", "PAUSED", "PROVENANCE", "STATUS", "TRAINING", "UNTIL", "Heartbeat",
@@ -36,7 +38,7 @@ TRAINING, PAUSED = "training", "paused"
 def trials(study: optuna.Study, states: Sequence[TrialState] | None = None
            ) -> list[FrozenTrial]:
     """The study's trials read from its storage without copies (one query)."""
-    return study._storage.get_all_trials(study._study_id, deepcopy=False, states=states)
+    return storage_of(study).get_all_trials(study_id_of(study), deepcopy=False, states=states)
 
 
 def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
@@ -46,13 +48,13 @@ def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
     if not attrs:
         return
     storage = getattr(trial, "storage", None)
-    batch = getattr(getattr(storage, "_backend", storage), "set_trial_user_attrs", None)
+    batch = getattr(backend_of(storage), "set_trial_user_attrs", None)
     if batch is None or not isinstance(trial, optuna.Trial):
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
-    batch(trial._trial_id, attrs)
-    trial._cached_frozen_trial.user_attrs.update(attrs)
+    batch(trial_id_of(trial), attrs)
+    cached_frozen_trial(trial).user_attrs.update(attrs)
 
 
 def ask(study: optuna.Study, distributions: dict[str, Any] | None = None) -> optuna.Trial:
@@ -61,7 +63,7 @@ def ask(study: optuna.Study, distributions: dict[str, Any] | None = None) -> opt
     with warnings.catch_warnings():  # the caller beats, not optimize()
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed")
         trial = study.ask(distributions)
-    study._storage.record_heartbeat(trial._trial_id)
+    storage_of(study).record_heartbeat(trial_id_of(trial))
     return trial
 
 
@@ -76,7 +78,7 @@ def fail_stale(study: optuna.Study, orphan_age_s: float) -> None:
     interval and grace period."""
     if time.monotonic() - last_outage() < orphan_age_s:
         return
-    storage = study._storage
+    storage = storage_of(study)
     if callable(getattr(storage, "fail_stale", None)):  # grpc_client.ProxyStorage
         storage.fail_stale(study.study_name, orphan_age_s)
         return
@@ -84,10 +86,10 @@ def fail_stale(study: optuna.Study, orphan_age_s: float) -> None:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         _fail_stale_trials(study)
     cutoff = datetime.now() - timedelta(seconds=orphan_age_s)
-    old = [t._trial_id for t in trials(study, (TrialState.RUNNING,))
+    old = [trial_id_of(t) for t in trials(study, (TrialState.RUNNING,))
            if t.datetime_start is not None and t.datetime_start < cutoff]
     retry = storage.get_heartbeat_stale_trial_callback()
-    rdb = getattr(storage, "_backend", storage)  # Optuna wraps the RDB storage in a cache
+    rdb = backend_of(storage)  # Optuna wraps the RDB storage in a cache
     for trial_id in _without_heartbeat(rdb, old):
         try:
             failed = storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
@@ -102,13 +104,11 @@ def _fail_stale_trials(study: optuna.Study) -> None:
     paused at a rung has no worker and no heartbeat, and is left alone; one whose worker died
     while it trained a segment after a pause goes back to paused at its rung (its paused run is
     still there), losing only that segment; every other stale trial is failed and re-queued."""
-    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
-
-    storage = study._storage
-    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+    storage = storage_of(study)
+    if not heartbeat_enabled(storage):
         return
     failed = []
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    for trial_id in stale_trial_ids(storage, study_id_of(study)):
         attrs = storage.get_trial(trial_id).system_attrs
         if attrs.get(STATUS) == PAUSED:
             continue
@@ -131,10 +131,8 @@ def _without_heartbeat(storage: Any, trial_ids: list[int]) -> list[int]:
     if not trial_ids:
         return []
     try:
-        from optuna.storages._rdb.models import TrialHeartbeatModel
-
+        table = heartbeat_table()
         with storage.engine.connect() as conn:
-            table = TrialHeartbeatModel.__table__
             beating = {row[0] for row in conn.execute(
                 select(table.c.trial_id).where(table.c.trial_id.in_(trial_ids)))}
     except Exception:  # noqa: BLE001 (a changed private schema must not stop a study)
@@ -152,7 +150,7 @@ def fail_and_requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         trial.set_user_attr("fail_reason", reason)
-        frozen = _retry_of(copy.deepcopy(study._storage.get_trial(trial._trial_id)))
+        frozen = _retry_of(copy.deepcopy(storage_of(study).get_trial(trial_id_of(trial))))
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
         study.tell(trial, state=TrialState.FAIL)
 
@@ -188,7 +186,7 @@ class Heartbeat:
     def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: int) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._beat, args=(study._storage, trial._trial_id, interval), daemon=True)
+            target=self._beat, args=(storage_of(study), trial_id_of(trial), interval), daemon=True)
         self._thread.start()
 
     def _beat(self, storage: Any, trial_id: int, interval: int) -> None:
@@ -212,18 +210,19 @@ class Heartbeat:
 def beat(study: optuna.Study, trial: Any) -> None:
     """Record a heartbeat of ``trial`` now (a paused configuration that a worker resumes: before
     the study lock is released, so that no stale check sees it training without one)."""
-    study._storage.record_heartbeat(trial._trial_id)
+    storage_of(study).record_heartbeat(trial_id_of(trial))
 
 
 def set_system_attrs(study: optuna.Study, trial: Any, attrs: dict[str, Any]) -> None:
     """Set system attributes of a running trial (the promotion scheduler's records,
     :mod:`hpo_vidpred.study.segments`)."""
     for key, value in attrs.items():
-        study._storage.set_trial_system_attr(trial._trial_id, key, value)
+        storage_of(study).set_trial_system_attr(trial_id_of(trial), key, value)
 
 
 def trial_of(study: optuna.Study, number: int) -> optuna.Trial:
     """The running trial ``number`` of ``study`` as a live trial (to report to and tell), from
     any process: a paused configuration resumed by another worker."""
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    trial_id = storage_of(study).get_trial_id_from_study_id_trial_number(study_id_of(study),
+                                                                         number)
     return optuna.trial.Trial(study, trial_id)

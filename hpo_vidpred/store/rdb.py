@@ -31,7 +31,6 @@ The attributes stay one row per key: readers, reports and optuna-dashboard see w
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import json
 import threading
@@ -40,12 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optuna import distributions as optuna_distributions
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import retry
+from . import optuna_private, retry
+from .optuna_private import scoped_session, trial_id_of
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_S", "Storage", "reading_once"]
 
@@ -223,7 +221,7 @@ class Storage(_Base):
         included = {i for i in included_trial_ids if i <= trial_id_greater_than}
         return [_with_params(self, t, window) for t in trials
                 if (states is None or t.state in states)
-                and (t._trial_id in included or t._trial_id > trial_id_greater_than)]
+                and (trial_id_of(t) in included or trial_id_of(t) > trial_id_greater_than)]
 
     def get_trial(self, trial_id: int) -> Any:
         return _with_params(self, super().get_trial(trial_id), _window())
@@ -245,7 +243,7 @@ class Storage(_Base):
         found = None
         for (storage, study_id), (writes, trials) in (window.trials.items() if window else ()):
             if storage is self and writes == self._hpo_writes:
-                found = next((t for t in trials if t._trial_id == trial_id), None)
+                found = next((t for t in trials if trial_id_of(t) == trial_id), None)
                 if found is not None:
                     break
         if found is None:
@@ -277,10 +275,10 @@ class Storage(_Base):
             return
         self._flush_params()
         try:
-            with _writing(), _create_scoped_session(self.scoped_session, True) as session:
+            with _writing(), scoped_session(self, ignore_integrity_error=True) as session:
                 for p in params:
-                    self._set_trial_param_without_commit(session, p.trial_id, p.name, p.value,
-                                                         p.distribution)
+                    optuna_private.set_trial_param_without_commit(
+                        self, session, p.trial_id, p.name, p.value, p.distribution)
             return
         except Exception as exc:
             if retry.transient(exc) or len(params) == 1:
@@ -301,15 +299,17 @@ class Storage(_Base):
         """Set several user attributes of a running trial in one transaction (one statement
         on SQLite and PostgreSQL): as ``set_trial_user_attr`` for each, in one round trip."""
         self._flush_params()
+        models = optuna_private.rdb_models()
         model = models.TrialUserAttributeModel
         try:
-            with _writing(), _create_scoped_session(self.scoped_session, True) as session:
+            with _writing(), scoped_session(self, ignore_integrity_error=True) as session:
                 trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
                 self.check_trial_is_updatable(trial_id, trial.state)
                 dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(self.engine.name)
                 if dialect is None:  # another database: Optuna's own upsert, key by key
                     for key, value in attrs.items():
-                        self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+                        optuna_private.set_trial_attr_without_commit(self, session, model,
+                                                                     trial_id, key, value)
                     return
                 insert = dialect.insert(model).values(
                     [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
@@ -336,13 +336,12 @@ def _snapshot(storage: Storage, window: _Window, study_id: int) -> list | None:
 def _with_params(storage: Storage, trial: Any, window: _Window | None) -> Any:
     """``trial`` with the parameters sampled for it and not yet written (a copy: what a snapshot
     handed out never changes)."""
-    mine = [p for p in window.params if p.storage is storage
-            and p.trial_id == trial._trial_id] if window is not None else []
+    if window is None:
+        return trial
+    trial_id = trial_id_of(trial)
+    mine = [p for p in window.params if p.storage is storage and p.trial_id == trial_id]
     if not mine:
         return trial
-    trial = copy.copy(trial)
-    trial._params, trial._distributions = dict(trial._params), dict(trial._distributions)
-    for p in mine:
-        trial._params[p.name] = p.distribution.to_external_repr(p.value)
-        trial._distributions[p.name] = p.distribution
-    return trial
+    return optuna_private.with_params(
+        trial, {p.name: p.distribution.to_external_repr(p.value) for p in mine},
+        {p.name: p.distribution for p in mine})

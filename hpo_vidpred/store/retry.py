@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 
 from ..errors import HpoError
+from .optuna_private import CACHE_CALLS, RDB_LOGGER
 
 __all__ = ["RECONNECT_S", "RETRIED", "RetryingRDBStorage", "StoreUnreachable", "answered", "call",
            "last_outage", "note_outage", "reason", "retrying", "transient", "wait"]
@@ -45,8 +46,9 @@ def _seconds(variable: str, default: float) -> float:
 RECONNECT_S = _seconds("HPO_RECONNECT_S", 120.0)
 BACKOFF_S = (0.1, 0.25, 0.5, 1.0)  # then 2 s between attempts
 
-# The storage methods retried: Optuna's storage API (BaseStorage), the heartbeat ones and the
-# private helpers Optuna's in-process cache (_CachedStorage) calls on the RDB storage it wraps.
+# The storage methods retried: Optuna's storage API (BaseStorage), the heartbeat ones, the
+# private helpers Optuna's in-process cache (_CachedStorage) calls on the RDB storage it wraps
+# (CACHE_CALLS) and the store's batched writes (rdb.Storage).
 RETRIED = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
@@ -55,8 +57,7 @@ RETRIED = (
     "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
     "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "get_best_trial",
     "get_trial_user_attrs", "get_trial_system_attrs", "record_heartbeat",
-    "_create_new_trial", "_set_trial_param", "_get_trials", "_get_best_trial_id",
-    "_get_stale_trial_ids", "set_trial_user_attrs", "set_trial_params",
+    *CACHE_CALLS, "set_trial_user_attrs", "set_trial_params",
 )
 
 # Fragments of the messages of a lost, refused or not-yet-accepting connection (psycopg 3,
@@ -185,7 +186,7 @@ class _LostConnectionWarning(logging.Filter):
         return True
 
 
-logging.getLogger("optuna.storages._rdb.storage").addFilter(_LostConnectionWarning())
+logging.getLogger(RDB_LOGGER).addFilter(_LostConnectionWarning())
 
 
 def call(fn: Callable[..., Any], *args: Any, settled: Callable[[], bool] | None = None,
