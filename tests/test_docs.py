@@ -1,7 +1,7 @@
 """User-facing text speaks of the project only and cites what the repository holds.
 
 Read: README.md, docs/*.md, every README.md, RESULTS.md and SOURCE.md outside tests/, deploy/**,
-benchmarks/*.sh and studies/*.yaml as whole files; the docstrings (module, class, function) and
+benchmarks/*.sh, studies/*.yaml and studies/fixed/*.yaml as whole files; the docstrings (module, class, function) and
 comments of hpo_vidpred/ and benchmarks/*.py. The rules:
 
 - **No tracker numbers.** ``issue 11``, ``issues 7 and 12``, ``(issue 15)`` or a bare ``#12`` name
@@ -85,7 +85,7 @@ def _files() -> list[str]:
     whole = [f for f in tracked if f == "README.md" or re.fullmatch(r"docs/[^/]+\.md", f)
              or (re.search(r"(^|/)(README|RESULTS|SOURCE)\.md$", f) and not f.startswith("tests/"))
              or f.startswith("deploy/") or re.fullmatch(r"benchmarks/[^/]+\.sh", f)
-             or re.fullmatch(r"studies/[^/]+\.yaml", f)]
+             or re.fullmatch(r"studies/(fixed/)?[^/]+\.yaml", f)]
     code = [f for f in tracked if f.endswith(".py")
             and (f.startswith("hpo_vidpred/") or re.fullmatch(r"benchmarks/[^/]+\.py", f))]
     return whole + code

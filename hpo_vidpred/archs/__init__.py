@@ -16,7 +16,9 @@ from ..registry import module_names
 from ._base import ARCHS, Prediction, check_spec, config_keys, count_params, create_model
 from ._fixed import (
     SeedReference,
+    base_spec,
     fixed_datasets,
+    fixed_file,
     fixed_spec,
     format_parameter_table,
     parameter_table,
@@ -27,11 +29,13 @@ __all__ = [
     "ARCHS",
     "Prediction",
     "SeedReference",
+    "base_spec",
     "check_spec",
     "config_keys",
     "count_params",
     "create_model",
     "fixed_datasets",
+    "fixed_file",
     "fixed_spec",
     "format_parameter_table",
     "parameter_table",
