@@ -3,8 +3,9 @@
 
 Each public module of this package is one architecture and registers itself under its name
 (``@ARCHS.register``); importing the package imports them all, so adding an architecture is
-adding its module. Every architecture is built from a :class:`~hpo_vidpred.specs.ModelSpec` by
-:func:`create_model`, takes the recurrent cell as a spec value, and is called as
+adding its module (with its search space and fixed configurations: docs/extending.md). Every
+architecture is built from a :class:`~hpo_vidpred.specs.ModelSpec` by :func:`create_model`, takes
+the recurrent cell as a spec value, and is called as
 ``model(frames_in (B, T, C, H, W), n_future, targets=None, tf_prob=0.0) -> Prediction``.
 """
 

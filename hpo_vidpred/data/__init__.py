@@ -9,7 +9,8 @@ Usage::
 
 Train, validation and test never overlap (Moving MNIST by digit, KTH by person, KITTI by drive).
 Each public module of this package (but :mod:`.batches`) is one dataset and registers itself under
-its name; importing the package imports them all, so adding a dataset is adding its module.
+its name; importing the package imports them all, so adding a dataset is adding its module
+(docs/extending.md).
 """
 
 from __future__ import annotations
