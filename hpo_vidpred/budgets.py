@@ -20,10 +20,12 @@ full       long GPU runs: Moving MNIST 50 x 1000, KTH 50 x 1000, KITTI 100 x 500
 
 Frame sizes are scaled to the budget's height keeping the dataset's aspect ratio (width rounded
 to a multiple of 4); sequence lengths and batch sizes are caps (a shorter setting stays). Channel
-widths are capped so that no layer is wider than ``max_width`` (``hidden``: the first layer's
-width, doubled per deeper layer, or one width per layer; ``enc_channels``) and ``patch`` raised
-to ``min_patch``, for search spaces only: a fixed configuration is passed with
-``fixed_model=True`` and keeps the seed's parameter count at every budget.
+widths are capped so that no layer is wider than ``max_width`` and ``patch`` raised to
+``min_patch``, for search spaces only: a fixed configuration is passed with ``fixed_model=True``
+and keeps the seed's parameter count at every budget. Which config keys are widths each
+architecture declares itself (:data:`WIDTHS`): a width of one layer (the spatio-temporal
+``enc_channels``), or the first width of a stack whose layers double (``hidden``, over ``depth``
+layers), which may also be given as one width per layer.
 
 Measured for ``small`` (benchmarks/RESULTS.md, "Learning at the small budget"): at 32x32 with one
 digit, an autoencoder with patch 4 reaches about 0.55x the MSE of predicting black frames in 600
@@ -40,10 +42,14 @@ from .registry import Registry
 from .search_space import Param, SearchSpace
 from .specs import DataSpec, ModelSpec, TrainSpec, dict_changes, to_dict
 
-__all__ = ["Budget", "BUDGETS", "WIDTH_KEYS", "get", "apply", "describe", "changes",
-           "narrow", "search_caps"]
+__all__ = ["Budget", "BUDGETS", "WIDTHS", "get", "apply", "describe", "changes", "narrow",
+           "search_caps"]
 
-WIDTH_KEYS = ("hidden", "enc_channels")  # config keys holding channel widths
+# Per architecture, the config keys that hold channel widths: key -> "" (one layer's width) or
+# the config key counting the layers of a stack whose width doubles per layer ("depth"): an int
+# is then the first layer's width, a list one width per layer. Each architecture declares its
+# own (``widths`` of its class, registered with it by hpo_vidpred.archs).
+WIDTHS: Registry[Mapping[str, str]] = Registry("architecture")
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,8 @@ def apply(
         train["val_batch_size"] = min(train_spec.val_batch_size, b.max_batch * 2)
     train_spec = dataclasses.replace(train_spec, **train)
     if not fixed_model:
-        model_spec = dataclasses.replace(model_spec, config=_cap_config(b, model_spec.config))
+        config = _cap_config(b, model_spec.config, WIDTHS.get(model_spec.arch))
+        model_spec = dataclasses.replace(model_spec, config=config)
     return data_spec, model_spec, train_spec
 
 
@@ -161,32 +168,33 @@ def _data_changes(b: Budget, spec: DataSpec) -> dict[str, Any]:
     return out
 
 
-def _cap_config(b: Budget, config: Mapping[str, Any]) -> Mapping[str, Any]:
+def _cap_config(b: Budget, config: Mapping[str, Any],
+                widths: Mapping[str, str]) -> Mapping[str, Any]:
     """A searched configuration within the budget's caps (widths, patch)."""
     if b.max_width is not None:
-        config = _cap_widths(config, b.max_width)
+        config = _cap_widths(config, b.max_width, widths)
     patch = config.get("patch")
     if b.min_patch is not None and isinstance(patch, int) and patch < b.min_patch:
         config = {**config, "patch": b.min_patch}
     return config
 
 
-def _cap_widths(config: Mapping[str, Any], max_width: int) -> dict[str, Any]:
+def _cap_widths(config: Mapping[str, Any], max_width: int,
+                widths: Mapping[str, str]) -> dict[str, Any]:
     """``config`` with no layer wider than ``max_width``.
 
-    ``hidden`` as an int is the first layer's width and each deeper layer doubles it, so it is
-    capped at ``max_width // 2^(depth - 1)`` (at least 1): the widest layer then has at most
-    ``max_width`` channels (PredNet, whose depth counts the pixel layer, at most half of it).
-    Per-layer lists are capped element by element, ``enc_channels`` directly.
+    The first width of a doubling stack (``hidden`` over ``depth``) as an int doubles per deeper
+    layer, so it is capped at ``max_width // 2^(depth - 1)`` (at least 1): the widest layer then
+    has at most ``max_width`` channels (PredNet, whose depth counts the pixel layer, at most half
+    of it). Per-layer lists are capped element by element, one layer's width directly.
     """
     capped = dict(config)
-    depth = int(capped.get("depth", 1))
-    for key in WIDTH_KEYS:
+    for key, layers in widths.items():
         value = capped.get(key)
         if isinstance(value, (tuple, list)):
             capped[key] = tuple(min(int(v), max_width) for v in value)
         elif isinstance(value, int) and not isinstance(value, bool):
-            doubling = 2 ** max(0, depth - 1) if key == "hidden" else 1
+            doubling = 2 ** max(0, int(capped.get(layers, 1)) - 1) if layers else 1
             capped[key] = min(value, max(1, max_width // doubling))
     return capped
 
@@ -197,10 +205,12 @@ def narrow(budget: str | Budget, space: SearchSpace) -> SearchSpace:
 
     Categorical choices above the batch cap or below the patch floor are dropped (one choice
     left: the parameter becomes fixed; none left: fixed at the value the budget sets); integer
-    and float ranges are cut at the caps; ``hidden`` as the first width of a doubling stack is
-    bounded through the depth (``max_width // 2^(depth - 1)``, see :meth:`Param.bounds`).
+    and float ranges are cut at the caps; the first width of a doubling stack (``hidden``) is
+    bounded through its depth (``max_width // 2^(depth - 1)``, see :meth:`Param.bounds`). The
+    widths are those the space's architecture declares (:data:`WIDTHS`).
     """
     b = get(budget)
+    widths = WIDTHS.get(space.arch) if b.max_width is not None else {}
     params: list[Param] = []
     fixed = dict(space.fixed)
     for p in space.params:
@@ -208,8 +218,8 @@ def narrow(budget: str | Budget, space: SearchSpace) -> SearchSpace:
             p = _below(p, b.max_batch)
         elif p.name == "patch" and b.min_patch is not None:
             p = _above(p, b.min_patch)
-        elif p.name in WIDTH_KEYS and b.max_width is not None:
-            p = _width(p, b.max_width, space)
+        elif p.name in widths:
+            p = _width(p, b.max_width, space, widths[p.name])
         if isinstance(p, Param):
             params.append(p)
         else:  # a single value left: not a parameter any more
@@ -244,18 +254,19 @@ def _above(p: Param, least: int) -> Param | tuple[str, Any]:
     return dataclasses.replace(p, low=max(p.low, least))
 
 
-def _width(p: Param, most: int, space: SearchSpace) -> Param | tuple[str, Any]:
-    """A width parameter within ``most`` channels per layer: per-layer and ``enc_channels``
-    values directly, ``hidden`` (the first width of a doubling stack) through the depth."""
+def _width(p: Param, most: int, space: SearchSpace, layers: str) -> Param | tuple[str, Any]:
+    """A width parameter within ``most`` channels per layer: per-layer values and one layer's
+    width directly, the first width of a doubling stack through the parameter ``layers`` (its
+    depth)."""
     if p.type == "categorical":
         return _below(p, most)
-    if p.per_layer or p.name != "hidden":
+    if p.per_layer or not layers:
         return _below(p, most)
-    depth = space.param("depth")
+    depth = space.param(layers)
     if depth is None:  # a fixed depth: a fixed bound
-        layers = int(space.fixed.get("depth", 1))
-        return _below(p, max(1, most // 2 ** max(0, layers - 1)))
-    return dataclasses.replace(p, cap=most, doubling="depth")
+        count = int(space.fixed.get(layers, 1))
+        return _below(p, max(1, most // 2 ** max(0, count - 1)))
+    return dataclasses.replace(p, cap=most, doubling=layers)
 
 
 def changes(before: tuple[Any, ...], after: tuple[Any, ...]) -> list[str]:

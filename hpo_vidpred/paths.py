@@ -41,8 +41,10 @@ def default_storage() -> str:
 
 
 def studies_file(name: str) -> Path:
-    """A study YAML (``fixed.yaml``, ``autoencoder.yaml``...): ``$HPO_STUDIES_DIR/name`` when that
-    exists, else ``./studies/name`` when that exists, else the copy bundled with the package."""
+    """A study YAML (``autoencoder.yaml``, ``fixed/autoencoder.yaml``...):
+    ``$HPO_STUDIES_DIR/name`` when that exists, else ``./studies/name`` when that exists, else the
+    copy bundled with the package (each file on its own: an override folder holds only the files
+    it changes)."""
     for folder in (os.environ.get("HPO_STUDIES_DIR"), "studies"):
         if folder and (Path(folder) / name).is_file():
             return Path(folder) / name

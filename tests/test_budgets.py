@@ -149,3 +149,23 @@ def test_every_sampled_value_is_the_trained_one(arch: str, budget: str) -> None:
         assert "patch" not in seen and plan.sample_space.fixed["patch"] == b.min_patch
     if "hidden" in seen:
         assert len(seen["hidden"]) >= 2  # bounded through depth, still a range
+
+
+def test_widths_are_what_each_architecture_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A width key of any name is capped and narrowed once its architecture declares it."""
+    from hpo_vidpred.search_space import Param, SearchSpace
+    from hpo_vidpred.specs import ModelSpec
+
+    assert budgets.WIDTHS.get("spatiotemporal") == {"enc_channels": "", "hidden": "depth"}
+    monkeypatch.setattr(budgets.WIDTHS, "_items", dict(budgets.WIDTHS._items))
+    budgets.WIDTHS.register("wide")({"channels": "layers", "stem": ""})
+    data_spec, _, train = _specs("mmnist")
+    model = ModelSpec(arch="wide", config={"channels": 64, "layers": 2, "stem": 40, "hidden": 99})
+    _, small, _ = budgets.apply("small", data_spec, model, train)
+    assert dict(small.config) == {"channels": 16, "layers": 2, "stem": 32, "hidden": 99}
+    space = SearchSpace(arch="wide", params=(
+        Param("layers", "int", low=1, high=3), Param("channels", "int", low=8, high=64),
+        Param("stem", "int", low=8, high=64), Param("hidden", "int", low=8, high=64)))
+    narrowed = {p.name: p for p in budgets.narrow("small", space).params}
+    assert (narrowed["channels"].cap, narrowed["channels"].doubling) == (32, "layers")
+    assert narrowed["stem"].high == 32 and narrowed["hidden"].high == 64  # not a width of "wide"

@@ -1,8 +1,8 @@
 """User-facing text speaks of the project only and cites what the repository holds.
 
 Read: README.md, docs/*.md, every README.md, RESULTS.md and SOURCE.md outside tests/, deploy/**,
-benchmarks/*.sh and studies/*.yaml as whole files; the docstrings (module, class, function) and
-comments of hpo_vidpred/ and benchmarks/*.py. The rules:
+benchmarks/*.sh, studies/*.yaml and studies/fixed/*.yaml as whole files; the docstrings (module,
+class, function) and comments of hpo_vidpred/ and benchmarks/*.py. The rules:
 
 - **No tracker numbers.** ``issue 11``, ``issues 7 and 12``, ``(issue 15)`` or a bare ``#12`` name
   this project's tracker, which a reader of the repository does not have: name the capability or
@@ -19,9 +19,11 @@ comments of hpo_vidpred/ and benchmarks/*.py. The rules:
   ``../``: always a finding). ``jobs/samplers.make_sampler`` is read as the module
   ``study/strategy.py``. Not citations: URLs, ``$VAR/...``, absolute and ``./`` paths, templates
   (``<...>``, ``{...}``, ``*``, ``NAME``, a trailing ``...``), and outputs: paths git ignores
-  (``studies/hpo.db``, ``reports/kth``, ``models/...``). A bare script name
-  (``gpu.sh``, ``step_speed.py``) must be the name of a file in the repository, unless it is listed
-  as another project's (PredNet's ``process_kitti.py``).
+  (``studies/hpo.db``, ``reports/kth``, ``models/...``), and in a Markdown file the
+  files its worked examples create (a line ``# file: PATH`` heads the block to write there). A
+  bare script name (``gpu.sh``, ``step_speed.py``) must be the name of a file in the repository,
+  unless it is listed as another project's (PredNet's ``process_kitti.py``) or a worked example
+  creates it.
 - **Documents are named by their file.** An upper-case ``NAME.md``, or an upper-case word followed
   by ``section N`` or a quoted heading (``DESIGN section 5``, ``STYLE "..."``), must be a file the
   repository tracks; ``docs/design.md section 5`` is how the design is cited.
@@ -50,7 +52,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "hpo_vidpred"
 OUTSIDE = ("shared", "seed", "..")  # places a reader of the repository does not have
-OTHER_PROJECTS = ("download_data.sh", "process_kitti.py")  # PredNet's scripts (datasets/README.md)
+OTHER_PROJECTS = {"download_data.sh", "process_kitti.py"}  # PredNet's scripts (datasets/README.md)
 
 TRACKER = re.compile(r"\b(\w[\w.'-]*\s+)?issues?\s+#?\d+|(?<![\w/&#])#\d+\b", re.IGNORECASE)
 LENT = re.compile(r"\b(lent|lend|lending)\b|\bdevice (tool|session|machine|image)s?\b|"
@@ -63,6 +65,7 @@ SCRIPT = re.compile(r"(?<![\w./-])([\w-]+\.(?:py|sh|sbatch))(?![\w.(])")
 DOTTED = re.compile(r"(?<![\w./-])(hpo_vidpred(?:\.\w+)+|[a-z_]+\.[a-z_]+\.\w+)")
 COMMENT = re.compile(r"(?:^\s*|\s\s)#.*$")  # a comment line, or one after code (PEP 8)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+CREATED = re.compile(r"^# file: (\S+)$")  # heads a Markdown code block the reader writes to PATH
 
 
 @cache
@@ -83,7 +86,7 @@ def _files() -> list[str]:
     whole = [f for f in tracked if f == "README.md" or re.fullmatch(r"docs/[^/]+\.md", f)
              or (re.search(r"(^|/)(README|RESULTS|SOURCE)\.md$", f) and not f.startswith("tests/"))
              or f.startswith("deploy/") or re.fullmatch(r"benchmarks/[^/]+\.sh", f)
-             or re.fullmatch(r"studies/[^/]+\.yaml", f)]
+             or re.fullmatch(r"studies/(fixed/)?[^/]+\.yaml", f)]
     code = [f for f in tracked if f.endswith(".py")
             and (f.startswith("hpo_vidpred/") or re.fullmatch(r"benchmarks/[^/]+\.py", f))]
     return whole + code
@@ -145,8 +148,16 @@ def _exists(path: str) -> bool:
     return path.rstrip("/") in _tracked()
 
 
+def _created(path: str, lines: list[tuple[int, str]]) -> frozenset[str]:
+    """The files a Markdown file's worked examples create (``# file: PATH``)."""
+    if not path.endswith(".md"):
+        return frozenset()
+    return frozenset(m.group(1) for _, line in lines if (m := CREATED.match(line)))
+
+
 def _missing_paths(path: str, lines: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     """(line, token, resolved) of every cited repository path that is not there."""
+    created = _created(path, lines)
     tops = {f.split("/")[0] for f in _tracked()}
     subpackages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     here = PurePosixPath(path).parent
@@ -158,6 +169,8 @@ def _missing_paths(path: str, lines: list[tuple[int, str]]) -> list[tuple[int, s
                     or line[m.end():m.end() + 1] in ("<", "{", "*")):
                 continue
             token = token.rstrip(".")  # the end of a sentence
+            if token in created:
+                continue
             first = token.split("/")[0]
             if first in OUTSIDE:
                 if first != "seed" or "." in token.split("/")[-1]:  # "seed/device" is prose
@@ -241,6 +254,7 @@ def _findings() -> list[str]:
     out = []
     for path in _files():
         lines = _lines(path)
+        created = {PurePosixPath(f).name for f in _created(path, lines)}
         for number, line in lines:
             where = f"{path}:{number}"
             out += [f"{where}: tracker number {t!r}" for t in _tracker_numbers(line)]
@@ -251,7 +265,7 @@ def _findings() -> list[str]:
                                                     for f in _tracked()):
                     out.append(f"{where}: {m.group(0)!r} is no file of the repository")
             for m in SCRIPT.finditer(URL.sub(" ", line)):
-                if m.group(1) not in OTHER_PROJECTS and m.group(1) not in _basenames():
+                if m.group(1) not in OTHER_PROJECTS | created and m.group(1) not in _basenames():
                     out.append(f"{where}: {m.group(1)!r} is no file of the repository")
             for m in DOTTED.finditer(line):
                 if why := _unresolved(m.group(1).rstrip(".")):
@@ -294,6 +308,12 @@ def test_the_rules_catch_what_they_are_for() -> None:
              (3, "$OUT/summary.json, https://a.b/c/d.py, models/<study>/x.pt, deploy/k8s/...")]
     assert [t for _, t, _ in _missing_paths("docs/x.md", lines)] == [
         "shared/measurements/x.md", "../shared/gpu/a.sh", "hpo_vidpred/no_such.py"]
+    written = [(4, "# file: hpo_vidpred/archs/mine.py"), (5, "then hpo_vidpred/archs/mine.py,"),
+               (6, "but hpo_vidpred/archs/other.py")]
+    assert [t for _, t, _ in _missing_paths("docs/x.md", written)] == [
+        "hpo_vidpred/archs/other.py"]
+    assert [t for _, t, _ in _missing_paths("hpo_vidpred/x.py", written)] == [
+        "hpo_vidpred/archs/mine.py", "hpo_vidpred/archs/mine.py", "hpo_vidpred/archs/other.py"]
     documents = DOCUMENT.finditer('DESIGN section 5, STYLE "Running", README.md, FAIL "oom"')
     assert [m.group(0) for m in documents] == ["DESIGN", "STYLE", "README.md"]
     assert _unresolved("hpo_vidpred.workers") and _unresolved("cells.convlstm.no_such_name")

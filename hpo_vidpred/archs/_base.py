@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
+from ..budgets import WIDTHS
 from ..cells import CELLS, PEEPHOLES, Cell
 from ..errors import HpoError
 from ..registry import Registry
@@ -30,7 +31,27 @@ __all__ = [
     "require",
 ]
 
-ARCHS: Registry[type[VideoModel]] = Registry("architecture")
+class _Archs(Registry["type[VideoModel]"]):
+    """The architectures by name. Registering one also declares its channel widths (the class's
+    ``widths``) to the budgets, which cap them (:data:`hpo_vidpred.budgets.WIDTHS`)."""
+
+    def register(self, name: str) -> Callable[[type[VideoModel]], type[VideoModel]]:
+        add = super().register(name)
+
+        def both(cls: type[VideoModel]) -> type[VideoModel]:
+            keys = {f.name for f in dataclasses.fields(cls.Config)}
+            undeclared = sorted((set(cls.widths) | set(cls.widths.values())) - keys - {""})
+            if undeclared:
+                raise ValueError(f"architecture {name!r} declares widths over "
+                                 f"{', '.join(undeclared)}, which its Config does not have")
+            add(cls)
+            WIDTHS.register(name)(dict(cls.widths))
+            return cls
+
+        return both
+
+
+ARCHS = _Archs("architecture")
 
 
 class Prediction(NamedTuple):
@@ -44,12 +65,17 @@ class VideoModel(nn.Module):
     """Base of the architectures (one level): keeps the specs, checks the inputs, pads the frames
     to a size the model can downsample and crops the predictions back.
 
-    A subclass sets ``Config`` (its frozen config dataclass) and ``multiple`` (H and W are padded
-    to a multiple of it) and implements :meth:`rollout`.
+    A subclass sets ``Config`` (its frozen config dataclass), ``multiple`` (H and W are padded
+    to a multiple of it) and ``widths`` (the config keys that hold channel widths, which a budget
+    caps: key -> "" for one layer's width, or -> the key counting the layers of a stack whose
+    width doubles per layer, such as ``{"hidden": "depth"}``; such a key takes an int, the first
+    layer's width, or one width per layer, see :func:`layer_widths`) and implements
+    :meth:`rollout`.
     """
 
     Config: type
     multiple: int = 1
+    widths: Mapping[str, str] = {}
 
     def __init__(self, spec: ModelSpec, config: Any) -> None:
         super().__init__()
@@ -88,13 +114,16 @@ def require(condition: bool, message: str) -> None:
         raise HpoError(message)
 
 
-def parse_config(config_cls: type, values: Mapping[str, Any], arch: str) -> Any:
+def parse_config(config_cls: type, values: Mapping[str, Any], arch: str,
+                 layered: Iterable[str] = ()) -> Any:
     """Build an architecture's frozen config dataclass from a mapping.
 
     Unknown keys and values of the wrong type are one-line :class:`HpoError` s; lists become
-    tuples; ints are accepted where a float is expected. Range checks live in each config's
+    tuples; ints are accepted where a float is expected; a key of ``layered`` (the first width of
+    a doubling stack) takes an int or a list of ints. Range checks live in each config's
     ``__post_init__``.
     """
+    layered = set(layered)
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - set(fields))
     require(
@@ -108,30 +137,32 @@ def parse_config(config_cls: type, values: Mapping[str, Any], arch: str) -> Any:
             value = tuple(value)
         if isinstance(default, float) and _is_int(value):
             value = float(value)
-        expected = (int, tuple) if key == "hidden" else type(default)
+        expected = (int, tuple) if key in layered else type(default)
         ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
         require(
-            ok and (key != "hidden" or _is_int(value) or all(_is_int(v) for v in value)),
+            ok and (key not in layered or _is_int(value) or all(_is_int(v) for v in value)),
             f"{arch} config {key}={value!r} should be "
-            + ("an int or a list of ints" if key == "hidden" else _KINDS[type(default)]),
+            + ("an int or a list of ints" if key in layered else _KINDS[type(default)]),
         )
         parsed[key] = value
     return config_cls(**parsed)
 
 
-def layer_widths(depth: int, hidden: int | tuple[int, ...], arch: str) -> tuple[int, ...]:
+def layer_widths(depth: int, hidden: int | tuple[int, ...], arch: str,
+                 key: str = "hidden") -> tuple[int, ...]:
     """Hidden channels per layer: an int is the first layer's width, doubled at each deeper layer
-    (the seed's files: 32, 64 and 48, 96, 192); a tuple gives every width (``depth`` of them)."""
+    (the seed's files: 32, 64 and 48, 96, 192); a tuple gives every width (``depth`` of them).
+    ``key``: the config key the widths came from (for messages)."""
     if isinstance(hidden, tuple):
         require(
             len(hidden) == depth,
-            f"{arch} config hidden={list(hidden)} gives {len(hidden)} widths; this depth needs "
+            f"{arch} config {key}={list(hidden)} gives {len(hidden)} widths; this depth needs "
             f"{depth}",
         )
         widths = hidden
     else:
         widths = tuple(hidden * 2**i for i in range(depth))
-    require(all(w >= 1 for w in widths), f"{arch} config hidden widths must be >= 1")
+    require(all(w >= 1 for w in widths), f"{arch} config {key} widths must be >= 1")
     return widths
 
 
@@ -159,7 +190,8 @@ def check_spec(spec: ModelSpec) -> Any:
     if isinstance(spec.forget_bias, bool) or not isinstance(spec.forget_bias, (int, float)) \
             or not math.isfinite(spec.forget_bias):
         raise HpoError(f"model forget_bias={spec.forget_bias!r} must be a finite number")
-    return parse_config(cls.Config, spec.config, spec.arch)
+    return parse_config(cls.Config, spec.config, spec.arch,
+                        layered=[key for key, layers in cls.widths.items() if layers])
 
 
 def create_model(spec: ModelSpec) -> nn.Module:

@@ -47,6 +47,7 @@ class Autoencoder(VideoModel):
     """Recurrent encoder-decoder stack predicting one frame per step; see the module docstring."""
 
     Config = AutoencoderConfig
+    widths = {"hidden": "depth"}  # the first width, doubled per layer of the encoder
 
     def __init__(self, spec: ModelSpec, config: AutoencoderConfig) -> None:
         super().__init__(spec, config)

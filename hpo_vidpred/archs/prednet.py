@@ -64,6 +64,7 @@ class PredNet(VideoModel):
     """Predictive-coding network; see the module docstring."""
 
     Config = PredNetConfig
+    widths = {"hidden": "depth"}  # layer 1's width, doubled per layer above (depth counts layer 0)
 
     def __init__(self, spec: ModelSpec, config: PredNetConfig) -> None:
         super().__init__(spec, config)

@@ -62,6 +62,7 @@ class Spatiotemporal(VideoModel):
 
     Config = SpatiotemporalConfig
     multiple = 2  # the encoder's max-pool
+    widths = {"enc_channels": "", "hidden": "depth"}  # the encoder's; the recurrent stack's
 
     def __init__(self, spec: ModelSpec, config: SpatiotemporalConfig) -> None:
         super().__init__(spec, config)

@@ -17,8 +17,8 @@ def models(
                                        "(default: all)"),
     as_json: bool = JSON,
 ) -> None:
-    """Every architecture x cell with its parameter count and the seed's (studies/fixed.yaml).
-    Example: hpo models --data kth"""
+    """Every architecture x cell with its parameter count at its fixed configuration
+    (studies/fixed/<arch>.yaml) and the seed's. Example: hpo models --data kth"""
     from ..archs import format_parameter_table, parameter_table
 
     rows = parameter_table(_names(data))

@@ -8,10 +8,14 @@ Usage::
     for batch in data.batches("val", 32): ...           # the fixed validation set, in order
 
 Train, validation and test never overlap (Moving MNIST by digit, KTH by person, KITTI by drive).
+Each public module of this package (but :mod:`.batches`) is one dataset and registers itself under
+its name; importing the package imports them all, so adding a dataset is adding its module
+(docs/extending.md).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -19,8 +23,8 @@ from typing import Any, Optional
 import torch
 
 from ..paths import data_root
+from ..registry import module_names
 from ..specs import DataSpec, from_dict, to_dict
-from . import kitti, kth, mmnist  # noqa: F401  (registers the datasets)
 from ..devices import resolve_device
 from ._base import DATASETS, Dataset, DataWarning
 from .batches import Sequences, Stream, VideoData, Windows
@@ -44,6 +48,9 @@ __all__ = [
 ]
 
 _LOADED: dict[str, VideoData] = {}
+
+for _name in module_names(__name__):  # each registers itself
+    importlib.import_module(f"{__name__}.{_name}")
 
 
 def dataset(name: str) -> Dataset:

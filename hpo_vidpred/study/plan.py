@@ -36,8 +36,10 @@ __all__ = ["StudyPlan", "adopt_recorded", "check_flags", "open_run_study", "open
 class StudyPlan:
     """A :class:`StudySpec` resolved and validated: what every worker of the study runs.
 
-    ``model`` and ``train`` are the seed's fixed configuration with the search space's ``fixed``
-    values, before sampling; ``data``, ``model`` and ``train`` are scaled to the budget.
+    ``model`` and ``train`` are the seed's fixed configuration (or, for a dataset the
+    architecture has none for, its defaults: :func:`hpo_vidpred.archs.base_spec`) with the search
+    space's ``fixed`` values, before sampling; ``data``, ``model`` and ``train`` are scaled to the
+    budget.
     ``space`` is the search space as written (what the study records and compares);
     ``sample_space`` what trials sample: the space narrowed to what trains at the budget
     (:func:`hpo_vidpred.budgets.narrow`), or, for a study recorded before spaces were narrowed,
@@ -117,8 +119,7 @@ def plan_study(spec: StudySpec, scheduler: str | None = None) -> StudyPlan:
     overrides = {"root": spec.data_dir} if spec.data_dir else {}
     data = data_mod.default_spec(spec.data, **overrides)
     default_cell = spec.cell or _first_choice(space, "cell") or "convlstm"
-    model = archs.fixed_spec(spec.arch, spec.data, default_cell)
-    model = dataclasses.replace(model, channels=data.channels)
+    model = archs.base_spec(spec.arch, spec.data, default_cell, data.channels)
     model, train = space.apply(space.fixed, model, TrainSpec(seed=spec.seed))
     for values in space.corners():  # a value no trial could train is an error now, not per trial
         try:

@@ -2,7 +2,7 @@
 
 The seed trained every architecture x cell x dataset once with fixed settings (slides,
 "Experimental setup": Adam, learning rate 1e-3, x0.1 after half of the epochs; the model files of
-``studies/fixed.yaml``). :func:`run_fixed` does the same with :func:`hpo_vidpred.train.
+``studies/fixed/<arch>.yaml``). :func:`run_fixed` does the same with :func:`hpo_vidpred.train.
 train_and_evaluate` and stores the run in the study store as study ``fixed-{arch}-{data}-{cell}``:
 one trial carrying the same attributes as study trials (value = best ``val_mse``, params = the
 trained configuration, ``TrainResult.user_attrs()``, the intermediate ``val_mse`` per epoch), so

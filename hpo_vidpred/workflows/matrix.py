@@ -94,10 +94,17 @@ def plan_matrix(datasets: Sequence[str], archs: Optional[Sequence[str]] = None,
     PRUNERS.get(pruner)
     if not datasets:
         raise HpoError("--data needs at least one dataset, e.g. --data mmnist,kth,kitti")
-    return MatrixPlan(datasets=_names(datasets, data_mod.DATASETS),
+    plan = MatrixPlan(datasets=_names(datasets, data_mod.DATASETS),
                       archs=_names(archs, archs_mod.ARCHS), cells=_names(cells, CELLS),
                       trials=trials, seeds=seeds, budget=budget, sampler=sampler, pruner=pruner,
                       workers=workers, devices=devices, data_dir=data_dir or "", seed=seed)
+    for data in plan.datasets:  # the comparisons retrain each fixed configuration: known now
+        for arch in plan.archs:
+            try:
+                archs_mod.fixed_spec(arch, data, plan.cells[0])
+            except HpoError as exc:
+                raise HpoError(f"{exc}; or leave {arch} out with --archs") from None
+    return plan
 
 
 def _available(plan: MatrixPlan, data: str) -> Optional[str]:

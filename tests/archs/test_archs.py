@@ -151,3 +151,38 @@ def test_explicit_widths_equal_doubling_and_ints_accepted_as_floats() -> None:
     listed = make("prednet", "convlstm", hidden=[4, 8])
     assert count_params(doubled) == count_params(listed)
     assert make("prednet", "convlstm", pixel_max=1).config.pixel_max == 1.0
+
+
+def test_an_architecture_declares_its_widths_and_may_name_them_freely(monkeypatch) -> None:
+    """A doubling width of another name takes a list too; a declaration naming a key the
+    architecture's Config lacks is refused when the class registers."""
+    from dataclasses import dataclass
+
+    from hpo_vidpred import budgets
+    from hpo_vidpred.archs._base import VideoModel, check_spec
+
+    for registry in (ARCHS, budgets.WIDTHS):
+        monkeypatch.setattr(registry, "_items", dict(registry._items))
+
+    @dataclass(frozen=True)
+    class StackConfig:
+        layers: int = 2
+        channels: int | tuple[int, ...] = 8
+
+    @ARCHS.register("stack")
+    class Stack(VideoModel):
+        Config = StackConfig
+        widths = {"channels": "layers"}
+
+    assert budgets.WIDTHS.get("stack") == {"channels": "layers"}
+    assert check_spec(ModelSpec(arch="stack", config={"channels": [4, 8]})).channels == (4, 8)
+    with pytest.raises(HpoError, match="channels='x' should be an int or a list of ints"):
+        check_spec(ModelSpec(arch="stack", config={"channels": "x"}))
+
+    class Bad(VideoModel):
+        Config = StackConfig
+        widths = {"hidden": "depth"}
+
+    with pytest.raises(ValueError, match="declares widths over depth, hidden, which its Config"):
+        ARCHS.register("bad")(Bad)
+    assert "bad" not in ARCHS and "bad" not in budgets.WIDTHS

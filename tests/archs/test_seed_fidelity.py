@@ -1,5 +1,5 @@
-"""Seed fidelity: at the fixed configurations (studies/fixed.yaml), built with the seed's channel
-counts, our models have exactly the seed implementation's trainable parameters."""
+"""Seed fidelity: at the fixed configurations (studies/fixed/<arch>.yaml), built with the seed's
+channel counts, our models have exactly the seed implementation's trainable parameters."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hpo_vidpred.archs import (
+    base_spec,
     count_params,
     create_model,
     fixed_datasets,
@@ -17,6 +18,7 @@ from hpo_vidpred.archs import (
     seed_reference,
 )
 from hpo_vidpred.errors import HpoError
+from hpo_vidpred.specs import ModelSpec
 
 # Counted by instantiating the seed's own classes (dittr/Bachelorthesis, PredNet/model) with its
 # yml files; the slides' tables give the same numbers (docs/design.md section 11).
@@ -83,22 +85,56 @@ def test_unknown_dataset_or_a_users_broken_fixed_file() -> None:
         fixed_spec("prednet", "ucf", "convlstm")
     with pytest.raises(HpoError, match="unknown dataset 'ucf'; choose one of: mmnist, kth, kitti"):
         parameter_table(["ucf"])
-    # A studies/fixed.yaml in the working directory takes precedence over the bundled one.
+    # A studies/fixed/<arch>.yaml in the working directory takes precedence over the bundled one,
+    # for that architecture only.
     studies = Path("studies")
-    studies.mkdir()
-    (studies / "fixed.yaml").write_text("models: [1, 2]\n")
-    with pytest.raises(HpoError, match="needs the mappings 'channels' and 'models'"):
+    (studies / "fixed").mkdir(parents=True)
+    (studies / "fixed" / "prednet.yaml").write_text("[1, 2]\n")
+    with pytest.raises(HpoError, match="prednet.yaml needs a mapping of dataset: "):
         fixed_spec("prednet", "kth", "convlstm")
-    (studies / "fixed.yaml").write_text(
-        "channels: {kth: 1}\nmodels: {prednet: {kth: {config: {}, peephol: conv}}}\n")
-    with pytest.raises(HpoError, match=r"unknown ModelSpec key\(s\) peephol in .*prednet.kth"):
+    assert fixed_spec("autoencoder", "kth", "convlstm").config["hidden"] == 32
+    (studies / "fixed" / "prednet.yaml").write_text("kth: {channels: 1, peephol: conv}\n")
+    with pytest.raises(HpoError, match=r"key\(s\) peephol in .*prednet.yaml \(kth\)"):
         fixed_spec("prednet", "kth", "convlstm")
+    (studies / "fixed" / "prednet.yaml").write_text("kth: {config: {}}\n")
+    with pytest.raises(HpoError, match=r"prednet.yaml \(kth\) gives no channels"):
+        fixed_spec("prednet", "kth", "convlstm")
+    assert fixed_spec("prednet", "kth", "convlstm", channels=3).channels == 3
+    with pytest.raises(HpoError, match="no fixed configuration of prednet for dataset 'kitti' in "
+                                       "studies/fixed/prednet.yaml; choose one of: kth"):
+        fixed_spec("prednet", "kitti", "convlstm")
+    # The one file of every architecture that came before is named, with what to do.
+    (studies / "fixed.yaml").write_text("channels: {kth: 1}\nmodels: {}\n")
+    with pytest.raises(HpoError, match=r"studies/fixed.yaml holds fixed configurations in the old "
+                                       r"layout; move each architecture's part \(models.<arch>\) "
+                                       "to studies/fixed/<arch>.yaml"):
+        fixed_spec("autoencoder", "kth", "convlstm")
+
+
+def test_the_studies_folder_override_and_the_base_of_a_search(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """$HPO_STUDIES_DIR/fixed/<arch>.yaml replaces the bundled file of that architecture; a
+    dataset without a fixed configuration starts a search from the architecture's defaults."""
+    folder = tmp_path / "mine"
+    (folder / "fixed").mkdir(parents=True)
+    (folder / "fixed" / "autoencoder.yaml").write_text(
+        "ucf: {channels: 3, peephole: none, config: {depth: 1, hidden: 8}}\n")
+    monkeypatch.setenv("HPO_STUDIES_DIR", str(folder))
+    assert fixed_datasets() == ["ucf", "mmnist", "kth", "kitti"]  # prednet's file is bundled
+    assert fixed_spec("autoencoder", "ucf", "stlstm").config == {"depth": 1, "hidden": 8}
+    assert base_spec("autoencoder", "ucf", "convlstm", 3) == fixed_spec("autoencoder", "ucf",
+                                                                        "convlstm")
+    assert base_spec("prednet", "ucf", "stlstm", 3) == ModelSpec(arch="prednet", cell="stlstm",
+                                                                 channels=3)
+    with pytest.raises(HpoError, match="no fixed configuration of autoencoder for dataset 'kth'"):
+        fixed_spec("autoencoder", "kth", "convlstm")
 
 
 @pytest.mark.parametrize("data", ["mmnist", "kth", "kitti"])
 def test_fixed_channels_match_the_data(data: str) -> None:
-    """fixed.yaml's frame channels are the ones our loaders produce for that dataset."""
-    from hpo_vidpred.archs import fixed_spec
+    """The fixed files' frame channels are the ones our loaders produce for that dataset."""
+    from hpo_vidpred.archs import ARCHS
     from hpo_vidpred.data import default_spec
 
-    assert fixed_spec("autoencoder", data, "convlstm").channels == default_spec(data).channels
+    assert {fixed_spec(arch, data, "convlstm").channels for arch in ARCHS.names()} == {
+        default_spec(data).channels}

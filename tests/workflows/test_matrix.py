@@ -67,6 +67,15 @@ def test_plan_matrix_checks_every_name_before_running() -> None:
         "hpo matrix --data mmnist --archs autoencoder,prednet,spatiotemporal --cells "
         "convlstm,stlstm --trials 3 --seeds 2 --budget smoke --storage sqlite:///x.db "
         "--out reports/r")
+    # The comparisons retrain each fixed configuration: one that is missing is named now, not
+    # after the searches.
+    (Path("studies") / "fixed").mkdir(parents=True)
+    (Path("studies") / "fixed" / "prednet.yaml").write_text("mmnist: {channels: 1}\n")
+    with pytest.raises(HpoError, match="no fixed configuration of prednet for dataset 'kth' in "
+                                       r"studies/fixed/prednet.yaml; choose one of: mmnist; or "
+                                       "leave prednet out with --archs"):
+        plan_matrix(["mmnist", "kth"], trials=3)
+    assert plan_matrix(["kth"], ["autoencoder"], trials=3).archs == ("autoencoder",)
 
 
 def test_missing_datasets_are_named_not_fatal_until_none_is_left(tmp_path: Path) -> None:
