@@ -1,4 +1,4 @@
-"""The worker pool behind ``hpo run``: N processes (spawned, so CUDA works) share one study.
+"""The worker pool behind ``hpo run``: N processes share one study.
 
 :func:`run` checks the run's settings, loads (or checks) the data before any study exists,
 opens the study once (:func:`~hpo_vidpred.study.plan.open_run_study`: one spec check, warm starts
@@ -8,6 +8,11 @@ worker killed mid-trial leaves a trial that another worker fails after the grace
 again (a promotion study's resumed segment goes back to its rung instead); a worker with nothing
 to start waits while others run, in case one of them dies. Ctrl-C or SIGTERM stops every worker:
 what finished is stored and interrupted trials are queued to run first next time.
+
+Workers start from a fork server (:data:`PRELOAD` imported there once, CUDA never initialized
+there, so a worker may use it; the run's environment, folder and ``sys.path`` are handed to each
+worker), where the platform has one; elsewhere they are spawned. With more workers than cores a
+spawned worker spent seconds importing torch and Optuna before its first trial.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from .trial import STOP, Job, Stale, run_task, take
 __all__ = ["Job", "run", "work"]
 
 MAX_CONSECUTIVE_ERRORS = 3  # a worker whose objective raises this often in a row stops
+PRELOAD = ["torch", "optuna", "hpo_vidpred.study.trial", "hpo_vidpred.study.objective"]
 
 
 def work(job: Job, index: int, device: str, emit: Callable[[Any], None]) -> int:
@@ -81,8 +87,21 @@ def _parent_alive() -> bool:
     return parent is None or parent.is_alive()
 
 
-def _worker_main(job: Job, index: int, device: str, threads: int, events: Any) -> None:
-    """Entry point of a spawned worker process."""
+def _context() -> Any:
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)  # takes effect when this process starts its server
+    return ctx
+
+
+def _worker_main(job: Job, index: int, device: str, threads: int, events: Any,
+                 environ: dict[str, str]) -> None:
+    """Entry point of a worker process. ``environ``: the run's environment (a fork server's
+    children inherit the server's, which may be older)."""
+    if os.environ != environ:
+        os.environ.clear()
+        os.environ.update(environ)
     if threads:  # CPU workers share the cores
         os.environ["OMP_NUM_THREADS"] = str(threads)  # for what starts OpenMP from here on
         # torch was imported when this process unpickled the job (the objective's module), so
@@ -171,13 +190,14 @@ def run(plan: StudyPlan, spec: RunSpec, objective: Any = None) -> dict[str, Any]
 def _pool(job: Job, workers: int, devices: list[str], view: StudyProgress,
           threads: int) -> list[str]:
     """Start the worker processes, relay their events, wait for them; returns notes."""
-    ctx = mp.get_context("spawn")
+    ctx = _context()
     events = ctx.Queue()
     cpu_workers = sum(1 for i in range(workers) if devices[i % len(devices)] == "cpu")
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
     procs = [ctx.Process(target=_worker_main, name=f"hpo-worker-{i}",
                          args=(job, i, devices[i % len(devices)],
-                               threads if devices[i % len(devices)] == "cpu" else 0, events))
+                               threads if devices[i % len(devices)] == "cpu" else 0, events,
+                               dict(os.environ)))
              for i in range(workers)]
     errors: list[str] = []
     try:
