@@ -6,9 +6,11 @@
 # TORCH picks the PyTorch build (a bare `pip install torch` pulls a multi-GB CUDA build on Linux):
 #   make demo                                      the CPU build torch==2.13.0
 #   make demo TORCH="torch --index-url https://download.pytorch.org/whl/cu126"   a CUDA build
-# PYTHON picks the interpreter that creates .venv (3.10 or newer).
+# PYTHON picks the interpreter that creates .venv (3.10 or newer); TEST_PROCESSES how many
+# processes share the tests (pytest-xdist, a test file per process at a time).
 
 PYTHON ?= python3
+TEST_PROCESSES ?= 2
 TORCH ?= torch==2.13.0
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -23,7 +25,7 @@ demo: $(STAMP)
 
 test: $(STAMP) $(REPLAY_STAMP)
 	@echo "[4/4] the tests"
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 setup: $(STAMP)
 

@@ -34,10 +34,12 @@ export PATH="$WORK/bin:$PATH"
 if [ "$DRY" = 1 ]; then  # every step at smoke sizes on the CPU: the script itself is under test
   DEV=cpu; DEVICES=cpu
   SIZE=(--height 16 --width 16 --n-in 2 --n-out 2); BATCH=2; STEPS=1
-  BENCH_SUBSET=(--arch autoencoder --cell convlstm); COMPILE=(--variants fp32)
+  BENCH_SUBSET=(--arch autoencoder --cell convlstm)
+  COMPILE=(--arch autoencoder --cell convlstm --variants fp32)
   STEP_SUBSET=(--arch autoencoder --cell convlstm --size 16 --n-in 2 --n-out 2)
-  WORKERS=(--device cpu --workers 1,2 --trials 2 --size 16 --n-in 2 --n-out 2 --epochs 1
+  WORKERS=(--device cpu --workers 1 --trials 2 --size 16 --n-in 2 --n-out 2 --epochs 1
            --steps 2 --batch 2 --val-size 4)
+  TESTS=(tests/test_train.py)  # the gpu tests' file: the suite collects the rest anyway
   BUDGET=smoke; TRIALS=2; SEEDS=1; TRIAL_SECONDS=60
 else
   DEV=cuda; DEVICES=0
@@ -47,6 +49,7 @@ else
   STEP_SUBSET=(--size 64 --n-in 10 --n-out 10)
   WORKERS=(--device cuda:0 --workers 1,2,4,8 --trials 8 --size 64 --n-in 10 --n-out 10
            --epochs 2 --steps 25 --batch 16 --val-size 64)
+  TESTS=(tests)
   BUDGET=medium; TRIALS=16; SEEDS=2; TRIAL_SECONDS=100
 fi
 
@@ -68,7 +71,7 @@ print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'pytho
     platform.python_version(), 'gpu': torch.cuda.get_device_name() if gpu else None,
     'nvidia_smi': smi.stdout.strip() if smi else None, 'cpus': os.cpu_count(),
     'bf16': gpu and torch.cuda.is_bf16_supported()}))"
-step tests 45 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts=""
+step tests 45 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" "${TESTS[@]}"
 step bench 90 hpo bench --device "$DEV" --batch "$BATCH" --steps "$STEPS" "${SIZE[@]}" \
   "${BENCH_SUBSET[@]}" --json
 step bench_compile 60 hpo bench --device "$DEV" --batch "$BATCH" --steps "$STEPS" "${SIZE[@]}" \
