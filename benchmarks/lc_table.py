@@ -31,6 +31,7 @@ import re
 import statistics
 import sys
 import tempfile
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -330,7 +331,9 @@ def _add(study, plan, r, epochs, source, create_trial, TrialState, to_dict) -> N
     if r["state"] == "RUNNING":  # not finished when exported: run it again
         frozen = study.get_trials(deepcopy=True)[-1]
         frozen.user_attrs = {}
-        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
+        with warnings.catch_warnings():  # experimental since Optuna 2.8, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
 
 
 def values_of(replay: _Replay) -> dict[str, Any]:
