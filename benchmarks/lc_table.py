@@ -270,7 +270,7 @@ def import_table(table: Path, storage_url: str) -> dict[str, int]:
     for entry in card["studies"]:
         with tempfile.TemporaryDirectory() as tmp:
             space = Path(tmp) / "space.yaml"
-            space.write_text(yaml.safe_dump(entry["search_space"]))
+            space.write_text(yaml.safe_dump(entry["search_space"], sort_keys=False))
             fields = {f.name for f in dataclasses.fields(StudySpec)}
             spec = StudySpec(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in entry["study"].items() if k in fields},

@@ -63,6 +63,9 @@ def test_a_table_exports_imports_and_continues_the_same_sequence(tmp_path: Path)
     waiting = [t for t in imported.trials if t.state == TrialState.WAITING]
     assert [t.params for t in waiting] == [running.params]  # queued to run again
     original = optuna.load_study(study_name="lc", storage=first).trials
+    order = [list(optuna.load_study(study_name="lc", storage=url).user_attrs["sampling_space"]
+                  ["params"]) for url in (first, second)]
+    assert order[0] == order[1]  # the file's order: the Sobol dimensions and the table's columns
     for got, want in zip(imported.trials[:3], original[:3]):
         assert got.params == want.params and got.value == want.value
         assert got.intermediate_values == want.intermediate_values
