@@ -1,4 +1,5 @@
-"""The issue's smoke matrix, run once per test session and shared by the tests that read it.
+"""The smoke matrix, run once per test session (by one of its test processes) and shared by
+the tests that read it.
 
 ``hpo matrix --data mmnist --archs autoencoder --trials 3 --seeds 2 --budget smoke`` is started as
 a real process, stopped with SIGTERM (what a batch system's time limit sends) as soon as the
@@ -128,6 +129,9 @@ def matrix_fixture():  # noqa: ANN201
 
     @pytest.fixture(scope="module", name="matrix")
     def _matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-        return run_smoke_matrix(tmp_path_factory.getbasetemp())
+        base = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):  # one matrix for the session's test processes
+            base = base.parent  # (each has a folder of its own inside the session's)
+        return run_smoke_matrix(base)
 
     return _matrix

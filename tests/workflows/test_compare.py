@@ -24,7 +24,7 @@ from hpo_vidpred.errors import HpoError
 from hpo_vidpred.workflows.export import dump_export, export_study
 from hpo_vidpred.store import open_storage
 
-smoke = matrix_fixture()  # the smoke matrix, run once per session
+smoke = matrix_fixture()  # the smoke matrix, run once per session
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from hpo_vidpred.cli import main
 from hpo_vidpred.workflows.fixed import fixed_params
 from hpo_vidpred.specs import ModelSpec, TrainSpec, from_dict
 
-smoke = matrix_fixture()  # the smoke matrix, run once per session
+smoke = matrix_fixture()  # the smoke matrix, run once per session
 
 STUDY = "autoencoder-mmnist-stlstm"
 

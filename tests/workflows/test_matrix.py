@@ -1,4 +1,4 @@
-"""``hpo matrix``: the issue's smoke matrix, interrupted and resumed, and what it refuses."""
+"""``hpo matrix``: the smoke matrix, interrupted and resumed, and what it refuses."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hpo_vidpred.errors import HpoError
 from hpo_vidpred.workflows.matrix import plan_matrix, run_matrix
 from hpo_vidpred.store.records import trial_counts
 
-smoke = matrix_fixture()  # the issue's smoke matrix, run once per session
+smoke = matrix_fixture()  # the smoke matrix, run once per session
 
 
 @pytest.mark.slow
