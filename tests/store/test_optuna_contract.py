@@ -54,12 +54,18 @@ def sqlite_store(sqlite_template: Path, tmp_path: Path):
     storage.engine.dispose()
 
 
-@pytest.fixture
-def postgres_store(module_postgres: str):
+@pytest.fixture(scope="module")
+def _postgres_storage(module_postgres: str):
+    """One storage for the module's tests (opening one checks the schema: longer than a test)."""
     storage = open_storage(module_postgres)
-    _empty(storage)
     yield storage
     storage.engine.dispose()
+
+
+@pytest.fixture
+def postgres_store(_postgres_storage):  # noqa: ANN001
+    _empty(_postgres_storage)
+    yield _postgres_storage
 
 
 @pytest.fixture
