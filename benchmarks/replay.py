@@ -544,8 +544,9 @@ def make_strategy(name: str, table: Table, seed: int, workers: int) -> Any:
         return (PromoteSearch(table, default.sampler, seed)
                 if resolve_scheduler(default.scheduler, 1) == "promote"
                 else OptunaSearch(table, default.sampler, default.pruner, seed))
-    if name == "promote" or name.startswith("promote:"):  # promote:eta=2,first=1,margin=0.1
-        options = dict(kv.split("=") for kv in name.partition(":")[2].split(",") if kv)
+    if name == "promote" or name.startswith("promote:"):  # promote:eta=2:first=1:margin=0.1
+        # options apart by ':' (a comma separates strategies in --strategies)
+        options = dict(kv.split("=") for kv in name.partition(":")[2].split(":") if kv)
         return PromoteSearch(table, default.sampler, seed, **{
             k: (int(v) if k == "first" else float(v)) for k, v in options.items()})
     if name in OPTUNA_STRATEGIES:

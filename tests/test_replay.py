@@ -99,3 +99,13 @@ def test_the_replay_reports_targets_speedups_and_anytime_curves(tmp_path: Path) 
     # stopping strategies train fewer epochs per configuration than full trials
     assert result["strategies"]["asha"]["epochs_per_run"] > 0
     assert result["snap_ok"] if "snap_ok" in result else True
+
+
+def test_promotion_options_are_apart_by_colons_so_a_list_of_strategies_keeps_them(
+        tmp_path: Path) -> None:
+    replay = _module("replay")
+    table = replay.load_table(synthetic_table(tmp_path, n=8, epochs=4))
+    default = replay.make_strategy("promote", table, 0, 1).scheduler
+    tuned = replay.make_strategy("promote:eta=4:first=1:margin=0.2", table, 0, 1).scheduler
+    assert tuned.rungs != default.rungs and tuned.stop.margin == 0.2
+    assert tuned.rungs == replay.make_strategy("promote:eta=4:first=1", table, 0, 1).scheduler.rungs
