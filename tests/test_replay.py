@@ -106,6 +106,6 @@ def test_promotion_options_are_apart_by_colons_so_a_list_of_strategies_keeps_the
     replay = _module("replay")
     table = replay.load_table(synthetic_table(tmp_path, n=8, epochs=4))
     default = replay.make_strategy("promote", table, 0, 1).scheduler
-    tuned = replay.make_strategy("promote:eta=4:first=1:margin=0.2", table, 0, 1).scheduler
+    tuned = replay.make_strategy("promote:eta=2:first=1:margin=0.2", table, 0, 1).scheduler
     assert tuned.rungs != default.rungs and tuned.stop.margin == 0.2
-    assert tuned.rungs == replay.make_strategy("promote:eta=4:first=1", table, 0, 1).scheduler.rungs
+    assert tuned.rungs == replay.make_strategy("promote:eta=2:first=1", table, 0, 1).scheduler.rungs

@@ -54,6 +54,7 @@ class StudyPlan:
     raw: tuple[DataSpec, ModelSpec, TrainSpec]  # the same before the budget
     sample_space: SearchSpace = None  # type: ignore[assignment]  (set by plan_study)
     scheduler: str = "fifo"  # the one it runs (--scheduler auto resolved, or as recorded)
+    rungs: Mapping[str, Any] | None = None  # promotion's rungs as the study recorded them
 
     @property
     def name(self) -> str:
@@ -71,10 +72,14 @@ class StudyPlan:
     def as_recorded(self, study_attrs: Mapping[str, Any]) -> StudyPlan:
         """This plan as the study ``study_attrs`` belong to samples: a study recorded before
         search spaces were narrowed to the budget (no ``sampling_space`` attribute) keeps
-        sampling the space as written, so that its trials stay comparable."""
+        sampling the space as written, so that its trials stay comparable; a promotion study keeps
+        the rungs it recorded (a later default reduction factor does not move them)."""
+        plan = self
+        if self.scheduler == "promote" and study_attrs.get("rungs"):
+            plan = dataclasses.replace(plan, rungs=dict(study_attrs["rungs"]))  # as it started
         if "sampling_space" in study_attrs or "spec" not in study_attrs:
-            return self
-        return dataclasses.replace(self, sample_space=self.space)
+            return plan
+        return dataclasses.replace(plan, sample_space=self.space)
 
     def record_attrs(self) -> dict[str, Any]:
         """What a new study records besides its spec: the space it samples, the scheduler it
