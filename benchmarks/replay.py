@@ -497,7 +497,7 @@ class DEHBSearch:
     """DEHB's ask/tell: each evaluation trains a configuration from scratch to its fidelity
     (epochs 1..E); its value is the validation MSE at that epoch."""
 
-    def __init__(self, table: Table, seed: int, workers: int) -> None:
+    def __init__(self, table: Table, seed: int) -> None:
         import ConfigSpace as CS
         from dehb import DEHB
 
@@ -507,8 +507,11 @@ class DEHBSearch:
             cs.add(CS.CategoricalHyperparameter(name, [str(c) for c in p.choices])
                    if p.type == "categorical" else CS.UniformFloatHyperparameter(name, 0.0, 1.0))
         self.tmp = tempfile.TemporaryDirectory()
+        # n_workers=1: through ask/tell DEHB keeps several evaluations pending by itself (the
+        # W simulated workers ask before they tell); more would start a Dask cluster per seed
+        # that only its own run() uses
         self.dehb = DEHB(cs=cs, dimensions=len(table.dims), min_fidelity=1,
-                         max_fidelity=table.epochs, eta=3, n_workers=workers, seed=seed,
+                         max_fidelity=table.epochs, eta=3, n_workers=1, seed=seed,
                          output_path=self.tmp.name, log_level="ERROR")
         self.table, self.best = table, Incumbent()
 
@@ -555,7 +558,7 @@ def make_strategy(name: str, table: Table, seed: int, workers: int) -> Any:
     if name in ("asha", "bohb"):
         return SyneTuneSearch(table, name, seed)
     if name == "dehb":
-        return DEHBSearch(table, seed, workers)
+        return DEHBSearch(table, seed)
     raise SystemExit(f"error: unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
 
 
