@@ -9,10 +9,13 @@ The table (benchmarks/lc_table.py) holds configurations drawn by a space-filling
 trained to the end with its validation curve and the seconds of each epoch. A strategy proposes
 configurations; a proposal is answered by the nearest recorded configuration (each parameter as
 its quantile in the distribution it was offered from, the one :mod:`hpo_vidpred.study.sobol` maps
-points with: numeric distances in [0, 1], a different categorical value counts 1). Training a
-configuration for an epoch costs that epoch's recorded seconds (optimizer steps and validation)
-of simulated time on one of W workers, and reports that epoch's recorded validation MSE; a
-configuration that diverged in the recording diverges at the same epoch. Each strategy runs
+points with: numeric distances in [0, 1], a different categorical value counts 1); with ``--snap
+distinct``, by the nearest one the run has not used yet, so that a strategy whose proposals
+converge is not answered by the same recorded curve again (a real study would train a new,
+nearby configuration); ``repeated_rows_share`` says how often that happens with ``nearest``.
+Training a configuration for an epoch costs that epoch's recorded seconds (optimizer steps and
+validation) of simulated time on one of W workers, and reports that epoch's recorded validation
+MSE; a configuration that diverged in the recording diverges at the same epoch. Each strategy runs
 through the code it would run for real:
 
 - Optuna strategies through ``hpo run``'s own pieces: the plan's (budget-narrowed) search space,
@@ -41,6 +44,7 @@ medians, plain TPE's over the strategy's, with a 95% interval from a paired boot
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import heapq
 import json
@@ -89,13 +93,32 @@ class Table:
     final: np.ndarray  # (n,) best validation MSE over the E epochs; inf if it diverged
     baselines: dict[str, Any] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
+    distinct: bool = False  # --snap distinct: a new proposal gets a row this run has not used
+    used: set[int] = field(default_factory=set)  # rows this run's proposals were answered with
+    memo: dict[tuple, int] = field(default_factory=dict)  # a proposal's values -> its row
+
+    def for_run(self, distinct: bool) -> Table:
+        """This table for one run of one strategy (its own record of the rows it used)."""
+        return dataclasses.replace(self, distinct=distinct, used=set(), memo={})
 
     def snap(self, values: dict[str, Any]) -> int:
-        """The recorded configuration nearest to ``values`` (a proposal of this space)."""
+        """The recorded configuration nearest to ``values`` (a proposal of this space); with
+        ``distinct``, the nearest one no earlier proposal of this run was answered with (while
+        any is left). A proposal with the values of an earlier one gets its row again (DEHB
+        evaluating a configuration at a higher fidelity)."""
+        key = tuple(sorted((str(k), repr(v)) for k, v in values.items() if isinstance(k, str)))
+        if key in self.memo:
+            return self.memo[key]
         u = np.array([_unit(values, name, self) for name in self.dims])
         numeric = np.where(self.categorical, 0.0, (self.units - u) ** 2)
         mismatch = np.where(self.categorical, self.units != u, False)
-        return int(np.argmin(numeric.sum(1) + mismatch.sum(1)))
+        distance = numeric.sum(1) + mismatch.sum(1)
+        if self.distinct and len(self.used) < len(distance):
+            distance[list(self.used)] = np.inf
+        row = int(np.argmin(distance))
+        self.used.add(row)
+        self.memo[key] = row
+        return row
 
     def full_cost(self) -> np.ndarray:
         return np.nansum(self.costs, axis=1)
@@ -580,15 +603,17 @@ def _quiet() -> None:
         pass
 
 
-def run_one(table_path: str, name: str, seed: int, workers: int, horizon: float
-            ) -> dict[str, Any]:
+def run_one(table_path: str, name: str, seed: int, workers: int, horizon: float,
+            snap: str = "nearest") -> dict[str, Any]:
     """One strategy, one seed: the anytime curve, and for plain TPE the result after its 20th
     complete trial."""
     _quiet()
     table = _TABLES.get(table_path) or _TABLES.setdefault(table_path, load_table(
         Path(table_path)))
+    table = table.for_run(distinct=snap == "distinct")
     strategy = make_strategy(name, table, seed, workers)
     out = simulate(strategy, table, workers, horizon)
+    out["proposals"], out["rows"] = len(table.memo), len(table.used)  # distinct ones
     if isinstance(strategy, OptunaSearch) and len(strategy.completed) >= PLAIN_TRIALS:
         t, config = strategy.completed[PLAIN_TRIALS - 1]
         out["after_20"] = float(table.final[config]) if config is not None else math.inf
@@ -628,8 +653,8 @@ def speedup(plain: np.ndarray, other: np.ndarray, horizon: float, rng: np.random
 
 
 def replay(table_path: Path, strategies: list[str], seeds: int, workers: int,
-           budget_trials: float, jobs: int, progress: Callable[[str], None] = lambda s: None
-           ) -> dict[str, Any]:
+           budget_trials: float, jobs: int, progress: Callable[[str], None] = lambda s: None,
+           snap: str = "nearest") -> dict[str, Any]:
     """Every strategy for ``seeds`` paired seeds; the JSON object of the module docstring."""
     table = load_table(table_path)
     mean_full = float(np.mean(table.full_cost()))
@@ -641,17 +666,17 @@ def replay(table_path: Path, strategies: list[str], seeds: int, workers: int,
     tasks = [(name, s) for s in range(seeds) for name in strategies]
     if jobs <= 1:
         for i, (name, s) in enumerate(tasks, start=1):
-            runs[name][s] = run_one(str(table_path), name, s, workers, horizon)
+            runs[name][s] = run_one(str(table_path), name, s, workers, horizon, snap)
     else:
         with futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-            pending = {pool.submit(run_one, str(table_path), name, s, workers, horizon):
+            pending = {pool.submit(run_one, str(table_path), name, s, workers, horizon, snap):
                        (name, s) for name, s in tasks}
             for i, done in enumerate(futures.as_completed(pending), start=1):
                 name, s = pending[done]
                 runs[name][s] = done.result()
                 if i % max(1, len(tasks) // 20) == 0:
                     progress(f"{i}/{len(tasks)} runs, {time.time() - started:.0f} s")
-    plain = runs.get(PLAIN) or [run_one(str(table_path), PLAIN, s, workers, horizon)
+    plain = runs.get(PLAIN) or [run_one(str(table_path), PLAIN, s, workers, horizon, snap)
                                 for s in range(seeds)]
     after = [r.get("after_20", math.inf) for r in plain]
     targets = {"plain_tpe_20": float(np.median(after)), "top2pct": float(finite[k - 1])}
@@ -662,7 +687,7 @@ def replay(table_path: Path, strategies: list[str], seeds: int, workers: int,
                   "best_final": float(finite[0]), "median_final": float(np.median(finite)),
                   "mean_full_cost_s": round(mean_full, 1),
                   "snap_loo_spearman": round(snap_loo(table), 3)},
-        "seeds": seeds, "workers": workers,
+        "seeds": seeds, "workers": workers, "snap": snap,
         "horizon_s": round(horizon, 1), "horizon_full_trials": budget_trials,
         "target": targets["plain_tpe_20"], "targets": targets,
         "plain_tpe_20_reached_in_seeds": int(np.sum(np.isfinite(after))),
@@ -687,6 +712,10 @@ def replay(table_path: Path, strategies: list[str], seeds: int, workers: int,
                             "q25": _finite(np.percentile(curves, 25, axis=0)),
                             "q75": _finite(np.percentile(curves, 75, axis=0))}
         entry["epochs_per_run"] = round(float(np.mean([r["epochs"] for r in runs[name]])), 1)
+        # how often a new proposal was answered with a row the run had already used
+        entry["repeated_rows_share"] = round(1 - float(np.sum([r["rows"] for r in runs[name]]))
+                                             / max(1, np.sum([r["proposals"]
+                                                              for r in runs[name]])), 3)
         out["strategies"][name] = entry
     out["seconds"] = round(time.time() - started, 1)
     return out
@@ -754,6 +783,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-trials", type=float, default=50.0,
                         help="horizon: this many mean full trials of compute")
     parser.add_argument("--jobs", type=int, default=2, help="processes running seeds")
+    parser.add_argument("--snap", choices=("nearest", "distinct"), default="nearest",
+                        help="answer a proposal with the nearest recorded configuration "
+                        "(nearest), or with the nearest one this run has not used yet "
+                        "(distinct: a table of n configurations as n candidates)")
     parser.add_argument("--figure", type=Path, help="write the anytime figure (PNG)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -764,7 +797,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     result = replay(args.table, names, args.seeds, args.workers, args.budget_trials,
-                    args.jobs, progress=lambda line: print(line, file=sys.stderr))
+                    args.jobs, progress=lambda line: print(line, file=sys.stderr),
+                    snap=args.snap)
     if args.figure:
         figure(result, args.figure)
     if args.json:

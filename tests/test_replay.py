@@ -27,15 +27,18 @@ def _module(name: str) -> Any:
     return module
 
 
-def synthetic_table(folder: Path, n: int = 40, epochs: int = 4, cost: float = 1.0) -> Path:
+def synthetic_table(folder: Path, n: int = 40, epochs: int = 4, cost: float = 1.0,
+                    numeric: bool = False) -> Path:
     """n configurations of one categorical parameter ``c`` (sampling one uniformly at random is
     drawing a configuration uniformly), configuration i ending at 1 + i: curves fall towards
-    their final value, every epoch costs ``cost`` seconds."""
+    their final value, every epoch costs ``cost`` seconds. ``numeric``: one float ``x`` in
+    [0, 1] instead, configuration i at x = (i + 0.5) / n."""
     rows = []
     for i in range(n):
         final = 1.0 + i
         row = {"study": "syn", "seed": 0, "index": i, "number": i, "state": "COMPLETE",
-               "reason": "completed", "c": i, "value": final}
+               "reason": "completed", **({"x": (i + 0.5) / n} if numeric else {"c": i}),
+               "value": final}
         for e in range(1, epochs + 1):
             row[f"val_mse_{e}"] = final * (1 + (epochs - e) / epochs)
             for m in ("ssim", "mae", "psnr"):
@@ -48,8 +51,9 @@ def synthetic_table(folder: Path, n: int = 40, epochs: int = 4, cost: float = 1.
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    space = {"arch": "synthetic", "fixed": {},
-             "params": {"c": {"type": "categorical", "choices": list(range(n))}}}
+    param = {"x": {"type": "float", "low": 0.0, "high": 1.0}} if numeric else \
+        {"c": {"type": "categorical", "choices": list(range(n))}}
+    space = {"arch": "synthetic", "fixed": {}, "params": param}
     card = {"format": "hpo-vidpred-lc-table/1", "epochs": epochs, "baselines": None,
             "studies": [{"name": "syn", "seed": 0, "sampling_space": space,
                          "search_space": space, "study": {"arch": "autoencoder"}}]}
@@ -79,6 +83,21 @@ def test_random_search_needs_n_over_k_full_trials_to_reach_the_top_k(tmp_path: P
                                              rel=0.15)
     # and each trial trained all epochs: the simulated clock is the sum of epoch costs
     assert np.all(times % epochs == 0)
+
+
+def test_distinct_snapping_answers_each_new_proposal_with_a_row_not_used_yet(
+        tmp_path: Path) -> None:
+    replay = _module("replay")
+    table = replay.load_table(synthetic_table(tmp_path, n=4, epochs=2, numeric=True))
+
+    def snap(t: Any, x: float) -> int:
+        return t.snap(replay.locate(t.space, {"x": x}))
+    nearest, distinct = table.for_run(distinct=False), table.for_run(distinct=True)
+    assert [snap(nearest, x) for x in (0.13, 0.12, 0.11, 0.9)] == [0, 0, 0, 3]
+    assert [snap(distinct, x) for x in (0.13, 0.12, 0.11, 0.9)] == [0, 1, 2, 3]
+    assert snap(distinct, 0.12) == 1  # the same configuration again: the same row
+    assert snap(distinct, 0.6) == 2 and distinct.used == {0, 1, 2, 3}  # all used: the nearest
+    assert table.used == set()  # each run keeps its own record
 
 
 def test_the_replay_reports_targets_speedups_and_anytime_curves(tmp_path: Path) -> None:

@@ -178,7 +178,7 @@ def test_hpo_run_promotes_and_a_killed_worker_loses_only_its_segment(tmp_path: P
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert complete and all(len(t.intermediate_values) == 24 for t in complete)
     for t in trials:  # every configuration stopped at a rung (or was stopped by a rule)
-        assert t.state != TrialState.PRUNED or len(t.intermediate_values) in (1, 4, 16) or \
+        assert t.state != TrialState.PRUNED or len(t.intermediate_values) in (1, 3, 9) or \
             t.user_attrs.get("stop_reason") in ("no better than a trivial predictor",
                                                 "pruned")
     assert not list((tmp_path / "artifacts" / "paused" / "p").glob("*.pt"))  # cleaned up
@@ -193,13 +193,13 @@ def test_a_promotion_study_keeps_the_rungs_it_recorded(monkeypatch) -> None:  # 
     plan = plan_study(StudySpec(arch="autoencoder", data="mmnist", budget="smoke",
                                 scheduler="promote"))
     recorded = plan.record_attrs()
-    assert recorded["rungs"] == {"levels": [1, 4], "eta": 4}
-    monkeypatch.setattr(strategy, "ETA", 3)  # a later default
-    assert strategy.make_scheduler(plan).rungs.levels == (1, 3, 4)  # a new study takes it
-    again = plan.as_recorded({**recorded, "spec": {}})  # the study that recorded eta 4
+    assert recorded["rungs"] == {"levels": [1, 3, 4], "eta": 3}
+    monkeypatch.setattr(strategy, "ETA", 4)  # a later default
+    assert strategy.make_scheduler(plan).rungs.levels == (1, 4)  # a new study takes it
+    again = plan.as_recorded({**recorded, "spec": {}})  # the study that recorded eta 3
     assert strategy.make_scheduler(again).rungs.to_dict() == recorded["rungs"]
     sampler = strategy.make_sampler(again, 0)  # TPE models the recorded rungs too
-    assert isinstance(sampler, RungTPESampler) and sampler._rungs.levels == (1, 4)
+    assert isinstance(sampler, RungTPESampler) and sampler._rungs.levels == (1, 3, 4)
     assert not sampler._tpe._multivariate and sampler._tpe._constant_liar
     assert strategy.make_scheduler(again, eta=2).rungs.levels == (1, 2, 4)  # asked for
 
@@ -227,7 +227,7 @@ def test_a_study_keeps_the_scheduler_it_started_with(tmp_path: Path, monkeypatch
     assert main([*run, "--trials", "2", "--study", "new"]) == 0
     new = optuna.load_study(study_name="new", storage=url)
     assert new.user_attrs["scheduler"] == "promote"
-    assert new.user_attrs["rungs"] == {"levels": [1, 4], "eta": 4}
+    assert new.user_attrs["rungs"] == {"levels": [1, 3, 4], "eta": 3}
     capsys.readouterr()
     assert main([*run, "--trials", "2", "--study", "mo", "--scheduler", "promote",
                  "--objectives", "val_mse,params"]) == 2
