@@ -20,7 +20,7 @@ DOWN_S = 8  # the database is away this long: twice the grace period of --heartb
 @pytest.mark.slow
 def test_a_study_survives_a_database_restart(pg_cluster, tmp_path: Path,
                                              tiny_space: str) -> None:
-    target, name, url = 8, "restart-smoke", pg_cluster.url
+    target, name, url = 14, "restart-smoke", pg_cluster.url
     with open(tmp_path / "run.log", "w") as log:
         proc = subprocess.Popen(
             [*HPO, "run", "--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke",
@@ -28,7 +28,7 @@ def test_a_study_survives_a_database_restart(pg_cluster, tmp_path: Path,
              "--storage", url, "--workers", "4", "--threads", "1", "--heartbeat", "2"],
             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
-            before = _wait_for_finished(url, name, 2, proc)
+            before = _wait_for_finished(url, name, 3, proc)
             running = [t for t in study_trials(url, name) if t.state == TrialState.RUNNING]
             pg_cluster.stop()  # connections dropped mid-study, then refused
             stopped = time.monotonic()
