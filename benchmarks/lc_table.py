@@ -411,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("export", help="studies -> CSV + card")
     ex.add_argument("--storage", required=True)
     ex.add_argument("--studies", required=True, help="comma list, the main study first")
-    ex.add_argument("--out", required=True, type=Path, help="the table .csv (its card is written beside it as .md)")
+    ex.add_argument("--out", required=True, type=Path,
+                    help="the table .csv (its card is written beside it as .md)")
     ex.add_argument("--recorded-with", default="", help="the recording command, for the card")
     im = sub.add_parser("import", help="CSV + card -> studies that hpo run continues")
     im.add_argument("--table", required=True, type=Path)

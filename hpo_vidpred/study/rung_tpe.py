@@ -1,5 +1,6 @@
 """One model across fidelities for the promotion scheduler: TPE fitted on one rung (BOHB, Falkner
-et al. 2018, with Optuna's multivariate TPE in place of BOHB's KDE).
+et al. 2018, with Optuna's univariate TPE in place of BOHB's KDE, see
+:meth:`RungTPESampler.univariate`).
 
 Configurations of a promotion study are compared at the highest rung that at least
 ``min_points`` of them have reached: each of those is an observation with its best validation
