@@ -125,12 +125,12 @@ def instrument_store() -> StoreClock:
         lock = workers.study_lock
 
         @contextlib.contextmanager
-        def timed_lock(*args: Any, **kwargs: Any) -> Iterator[None]:
+        def timed_lock(*args: Any, **kwargs: Any) -> Iterator[Any]:
             t0 = time.perf_counter()
-            with lock(*args, **kwargs):
+            with lock(*args, **kwargs) as hold:
                 if _CLOCK is not None:
                     _CLOCK.add("lock", time.perf_counter() - t0)
-                yield
+                yield hold
 
         timed_lock._hpo_timed = True  # type: ignore[attr-defined]
         workers.study_lock = timed_lock

@@ -254,6 +254,14 @@ _NO_LOCK = threading.Lock()  # in-memory SQLite and unknown databases: one proce
 STUDY_LOCKS: Registry = Registry("database for study locks")
 
 
+class LockHold:
+    """What :func:`study_lock` yields. ``lost`` turns true when the block ends if the lock did not
+    hold all through it: a PostgreSQL session-level lock ends with its session, so a database
+    restart inside the block frees it, and another worker may have held it meanwhile."""
+
+    lost = False
+
+
 def _file_lock(db: Path) -> FileLock:
     # "<file>.db-lock" matches the .gitignore's studies/*.db-* pattern.
     return FileLock(str(db) + "-lock", timeout=SQLITE_BUSY_TIMEOUT_S)
@@ -261,15 +269,15 @@ def _file_lock(db: Path) -> FileLock:
 
 @STUDY_LOCKS.register("sqlite")
 @contextmanager
-def _sqlite_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+def _sqlite_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[LockHold]:
     db = sqlite_path(storage.url)
     with _file_lock(db) if db is not None else _NO_LOCK:
-        yield
+        yield LockHold()
 
 
 @STUDY_LOCKS.register("postgresql")
 @contextmanager
-def _postgres_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+def _postgres_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[LockHold]:
     # A session-level advisory lock, held on its own connection; if the process dies the server
     # closes the session and releases it.
     # Taking it rides out a database restart like every store call (retry.call).
@@ -286,29 +294,33 @@ def _postgres_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iter
             raise
         return conn
 
+    hold = LockHold()
     with retry.call(connect_and_lock, store=getattr(storage, "hpo_url", None)) as conn:
         try:
-            yield
+            yield hold
         finally:
-            try:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            try:  # false: the lock was gone (its backend was restarted or ended)
+                held = conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key}).scalar()
                 conn.commit()
+                hold.lost = not held
             except Exception:  # a broken connection: drop it, the server frees the lock
                 conn.invalidate()
+                hold.lost = True
 
 
 @contextmanager
-def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[LockHold]:
     """Hold the study's cross-process lock (all workers, all machines sharing the store; through
-    ``hpo store serve``, the lock the proxy holds for its clients)."""
+    ``hpo store serve``, the lock the proxy holds for its clients). The :class:`LockHold` it
+    yields says, once the block has ended, whether the lock was lost inside it."""
     if callable(getattr(storage, "study_lock", None)):  # a grpc:// store (grpc_client.ProxyStorage)
         with storage.study_lock(study_name):
-            yield
+            yield LockHold()
         return
     dialect = storage.engine.dialect.name
     if dialect in STUDY_LOCKS:
-        with STUDY_LOCKS.get(dialect)(storage, study_name):
-            yield
+        with STUDY_LOCKS.get(dialect)(storage, study_name) as hold:
+            yield hold
     else:  # e.g. MySQL: no lock; --trials may overshoot by up to (workers - 1)
         with _NO_LOCK:
-            yield
+            yield LockHold()

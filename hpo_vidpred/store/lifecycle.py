@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from .optuna_private import (backend_of, cached_frozen_trial, heartbeat_enabled, heartbeat_table,
                              stale_trial_ids, storage_of, study_id_of, trial_id_of)
+from .records import SURPLUS
 from .retry import last_outage
 
 __all__ = ["EPOCHS", "PAUSED", "PROVENANCE", "STATUS", "TRAINING", "UNTIL", "Heartbeat",
@@ -211,6 +212,15 @@ def beat(study: optuna.Study, trial: Any) -> None:
     """Record a heartbeat of ``trial`` now (a paused configuration that a worker resumes: before
     the study lock is released, so that no stale check sees it training without one)."""
     storage_of(study).record_heartbeat(trial_id_of(trial))
+
+
+def hand_back_surplus(study: optuna.Study, trial: optuna.Trial) -> None:
+    """End an untrained trial that was asked beyond ``--trials`` (two workers asked at once: the
+    study lock was lost in a database restart): FAIL, marked so that no count includes it."""
+    storage_of(study).set_trial_system_attr(trial_id_of(trial), SURPLUS, True)
+    trial.set_user_attr("fail_reason", "not trained: one trial over --trials (the study lock was "
+                        "lost in a database restart while it was asked)")
+    study.tell(trial, state=TrialState.FAIL)
 
 
 def set_system_attrs(study: optuna.Study, trial: Any, attrs: dict[str, Any]) -> None:

@@ -78,6 +78,7 @@ __all__ = [
     "trial_mse",
     "trial_value",
     "trained_params",
+    "uncounted_numbers",
     "trivial_scores",
     "verdict_label",
     "verdict_text",
@@ -265,16 +266,31 @@ def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
     return {n for t in trials for n in t.system_attrs.get("retry_history", ())}
 
 
+SURPLUS = "hpo:surplus"  # a trial handed back untrained, one over --trials (lifecycle)
+
+
+def uncounted_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of failed trials that no count includes: those queued again (their retry counts)
+    and those handed back untrained, one over ``--trials`` (:data:`SURPLUS`)."""
+    return retried_numbers(trials) | {t.number for t in trials if t.system_attrs.get(SURPLUS)}
+
+
 def trial_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
     """Trials by state. ``finished`` is what ``--trials`` counts: COMPLETE + PRUNED + FAIL, except
-    failures that were re-queued (their retry counts instead); ``retried`` counts those."""
+    failures that were re-queued (their retry counts instead); ``retried`` counts those, and
+    ``surplus`` (only where there are any) the trials handed back untrained."""
     retried = retried_numbers(trials)
     counts = dict.fromkeys(("complete", "pruned", "failed", "running", "waiting", "retried"), 0)
     key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
            TrialState.FAIL: "failed", TrialState.RUNNING: "running",
            TrialState.WAITING: "waiting"}
     for t in trials:
-        name = "retried" if t.state == TrialState.FAIL and t.number in retried else key[t.state]
+        name = key[t.state]
+        if t.state == TrialState.FAIL and t.system_attrs.get(SURPLUS):
+            counts["surplus"] = counts.get("surplus", 0) + 1
+            continue
+        if t.state == TrialState.FAIL and t.number in retried:
+            name = "retried"
         counts[name] += 1
     counts["finished"] = counts["complete"] + counts["pruned"] + counts["failed"]
     return counts

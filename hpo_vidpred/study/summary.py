@@ -14,7 +14,6 @@ from ..store import mask_url
 from ..store.records import (
     pareto_front,
     ratio_text,
-    retried_numbers,
     sampled_differences,
     study_baselines,
     study_objectives,
@@ -24,6 +23,7 @@ from ..store.records import (
     trial_metrics,
     trial_mse,
     trivial_scores,
+    uncounted_numbers,
 )
 
 __all__ = ["eta_line", "format_summary", "summarize"]
@@ -43,7 +43,7 @@ def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float
     """The end-of-run summary (what ``--json`` prints): ``best`` is the best trial by the first
     objective, ``front`` (several objectives) the Pareto-optimal trials, best-quality first."""
     trials = study.get_trials(deepcopy=False)
-    retried = retried_numbers(trials)
+    uncounted = uncounted_numbers(trials)
     goals = list(study_objectives(study.user_attrs))
     front = pareto_front(study)
     baselines = study_baselines(study.user_attrs)
@@ -68,9 +68,10 @@ def summarize(study: optuna.Study, storage_url: str, target: int, seconds: float
             name: baselines[name]["mse"] for name in ("black", "copy_last", "mean_input")
             if name in baselines},
         "trivial": trivial_scores(baselines),
-        "failures": [{"number": t.number,
-                      "reason": t.user_attrs.get("fail_reason", "its worker stopped (no heartbeat)")}
-                     for t in trials if t.state == TrialState.FAIL and t.number not in retried],
+        "failures": [{"number": t.number, "reason": t.user_attrs.get(
+                          "fail_reason", "its worker stopped (no heartbeat)")}
+                     for t in trials
+                     if t.state == TrialState.FAIL and t.number not in uncounted],
         "notes": list(notes or []),
     }
 

@@ -86,7 +86,7 @@ def take(study: optuna.Study, storage: Any, job: Job, scheduler: Promotion | Non
     run, plan = job.run, job.plan
     task: Any = None
     try:
-        with study_lock(storage, plan.name):
+        with study_lock(storage, plan.name) as hold:
             if time.monotonic() - stale.checked >= run.heartbeat:
                 lifecycle.fail_stale(study, 2 * (run.grace or 2 * run.heartbeat))
                 stale.checked = time.monotonic()
@@ -104,12 +104,30 @@ def take(study: optuna.Study, storage: Any, job: Job, scheduler: Promotion | Non
                 return STOP
             if counts["waiting"] or counts["finished"] + counts["running"] < run.trials:
                 task = lifecycle.ask(study)
-            return task
+        if hold.lost and task is not None:
+            task = _within_trials(study, storage, job, task)
+        return task
     except KeyboardInterrupt:
         take_interrupt()
         if task is not None and task != STOP and not isinstance(task, Step):
             _give_back(study, task, "interrupted")  # taken but not started
         raise
+
+
+def _within_trials(study: optuna.Study, storage: Any, job: Job,
+                   trial: optuna.Trial) -> optuna.Trial | None:
+    """The study lock was lost while this worker counted and asked (a database restart ends the
+    session that held it), so another worker may have asked too: count again under the lock and
+    hand this trial back untrained if it is one over ``--trials`` (None: wait, then take again).
+    A retry of a failed trial is never over: the failure it replaces does not count."""
+    with study_lock(storage, job.plan.name):
+        trials = lifecycle.trials(study)
+        counts = trial_counts(trials)
+        retry = "failed_trial" in trials[trial.number].system_attrs
+        if retry or counts["finished"] + counts["running"] <= job.run.trials:
+            return trial
+        lifecycle.hand_back_surplus(study, trial)
+        return None
 
 
 def run_task(study: optuna.Study, task: optuna.Trial | segments.Segment,

