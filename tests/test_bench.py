@@ -141,27 +141,8 @@ def test_cpu_variants_and_recommendation() -> None:
 
 
 # --------------------------------------------------------------------------- benchmark scripts
-@pytest.mark.slow
-def test_step_speed_prints_rows() -> None:
-    rows = _script("step_speed.py", *TINY, "--batch", "1", "--steps", "1", "--threads", "1")
-    assert {(r["arch"], r["cell"]) for r in rows} == {
-        (a, c) for a in archs.ARCHS.names() for c in CELLS.names()}
-    for r in rows:
-        assert {"arch", "cell", "device", "ms_reference", "ms_ours", "speedup"} <= set(r)
-        assert r["params_equal"] and r["ms_reference"] > 0 and r["ms_ours"] > 0
-        assert r["speedup"] == pytest.approx(r["ms_reference"] / r["ms_ours"], rel=0.01)
-
-
-@pytest.mark.slow
-def test_workers_per_device_prints_rows() -> None:
-    rows = _script("workers_per_device.py", "--workers", "1,2", "--trials", "2", "--epochs",
-                   "1", "--steps", "1", "--size", "16", "--val-size", "4", timeout=600)
-    assert [r["workers"] for r in rows] == [1, 2]
-    for r in rows:
-        assert r["trials"] == 2 and r["trials_per_hour"] > 0 and r["busy_s"] > 0
-    assert rows[0]["speedup"] == 1.0 and rows[0]["default_workers"] >= 1
-
-
+# step_speed.py and workers_per_device.py run in the GPU script's dry run (test_gpu_script.py),
+# which checks their rows.
 @pytest.mark.slow
 def test_store_overhead_prints_rows() -> None:
     rows = _script("store_overhead.py", "--stores", "sqlite", "--workers", "1", "--trials", "2",

@@ -39,6 +39,18 @@ def test_the_gpu_script_dry_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert summary["compare"]["rows"] and summary["compare"]["baselines"]
     with tarfile.open(out / "gpu-results.tar.gz") as tar:
         names = set(tar.getnames())
+        rows = {name: json.load(tar.extractfile(f"./{name}.json"))
+                for name in ("step_speed", "workers")}
     assert {"./report/index.html", "./study.json", "./workers.json"} <= names
+    # the benchmark scripts' rows (these steps are their only run in the suite)
+    (speed,) = rows["step_speed"]
+    assert (speed["arch"], speed["cell"]) == ("autoencoder", "convlstm")
+    assert speed["device"].startswith("cpu")
+    assert speed["params_equal"] and speed["ms_reference"] > 0 and speed["ms_ours"] > 0
+    assert speed["speedup"] == pytest.approx(speed["ms_reference"] / speed["ms_ours"], rel=0.01)
+    (workers,) = rows["workers"]
+    assert workers["workers"] == 1 and workers["trials"] == 2 and workers["busy_s"] > 0
+    assert workers["trials_per_hour"] > 0 and workers["speedup"] == 1.0
+    assert workers["default_workers"] >= 1
     assert sorted(p.name for p in out.iterdir()) == ["gpu-results.tar.gz", "steps.tsv",
                                                      "summary.json"]  # three files to bring back

@@ -77,9 +77,11 @@ def proxy_store(served):  # noqa: ANN001
 
 
 # The ways ``hpo`` uses the storage: plain, inside reading_once (a trial's sampling), and wrapped
-# in Optuna's cache inside reading_once (what a study object's sampler reads through). Through the
-# proxy the client is ProxyStorage, which reading_once does not touch: plain only.
-MODES = {"sqlite": ("plain", "reading_once", "cached"), "postgres": ("plain", "reading_once"),
+# in Optuna's cache inside reading_once (what a study object's sampler reads through; on SQLite
+# this mode stands for reading_once too: the storage code under it is the same for both
+# databases, and PostgreSQL runs it bare). Through the proxy the client is ProxyStorage, which
+# reading_once does not touch: plain only.
+MODES = {"sqlite": ("plain", "cached"), "postgres": ("plain", "reading_once"),
          "proxy": ("plain",)}
 
 

@@ -149,12 +149,13 @@ def test_hpo_run_promotes_and_a_killed_worker_loses_only_its_segment(tmp_path: P
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([*RUN, "--trials", "8", "--storage", url], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    victim = None
+    victim, storage = None, None
     deadline = time.time() + 240
     while victim is None and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        try:
-            trials = optuna.load_study(study_name="p", storage=url).get_trials(deepcopy=False)
+        time.sleep(0.2)  # a segment past the second rung trains for several epochs
+        try:  # one storage for all the looks (opening one checks the schema)
+            storage = storage or optuna.storages.RDBStorage(url)
+            trials = optuna.load_study(study_name="p", storage=storage).get_trials(deepcopy=False)
         except Exception:  # noqa: BLE001 (not created yet)
             continue
         victim = next((t.number for t in trials if t.state == TrialState.RUNNING
