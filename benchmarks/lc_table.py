@@ -107,7 +107,6 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
     rows, cards = [], []
     names: list[str] = []
     epochs = 0
-    seconds = 0.0
     starts, ends = [], []
     recorded = {s.study_name for s in storage.get_all_studies()}
     if studies[0] not in recorded:
@@ -128,9 +127,8 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
         for index, t in sorted(_final_attempts(trials).items()):
             rows.append(_row(name, int(attrs.get("seed", 0)), index, t, dims,
                              int(spec["train"]["epochs"])))
-        for t in trials:
+        for t in trials:  # (rows imported from an exported table have no dates)
             if t.datetime_start and t.datetime_complete:
-                seconds += (t.datetime_complete - t.datetime_start).total_seconds()
                 starts.append(t.datetime_start)
                 ends.append(t.datetime_complete)
         cards.append({"name": name, "seed": int(attrs.get("seed", 0)), "study": spec["study"],
@@ -138,6 +136,8 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
                       "budget": attrs.get("budget"), "git_commit": attrs.get("git_commit"),
                       "package_version": attrs.get("package_version")})
     columns = list(dict.fromkeys(k for r in rows for k in r))
+    seconds = sum(float(v) for r in rows for k, v in r.items()  # every row, imported ones too
+                  if k.startswith(("train_s_", "val_s_")) and v not in (None, ""))
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -205,8 +205,9 @@ def _card_text(card: dict[str, Any], csv_name: str) -> str:
         f"- device: {card['device']}; each trial one worker process with one torch thread, "
         "two at a time, beside other work (seconds per epoch are wall clock on a shared "
         "machine)",
-        f"- recorded: {card['first_start']} to {card['last_end']}; {card['trial_seconds']} "
-        f"trial-seconds ({card['trial_seconds'] / 3600:.1f} CPU hours) in all",
+        f"- recorded: trials trained in this store from {card['first_start']} to "
+        f"{card['last_end']}; {card['trial_seconds']} seconds of training and validation in all "
+        f"rows ({card['trial_seconds'] / 3600:.1f} CPU hours)",
         f"- code: hpo-vidpred {main.get('package_version')} at {main.get('git_commit')}",
         "", "```json", json.dumps(card, indent=1), "```", ""]
     return "\n".join(lines)
@@ -214,7 +215,11 @@ def _card_text(card: dict[str, Any], csv_name: str) -> str:
 
 # --------------------------------------------------------------------------- import
 def read_card(table: Path) -> dict[str, Any]:
-    text = table.with_suffix(".md").read_text()
+    card = table.with_suffix(".md")
+    if not card.is_file():
+        raise SystemExit(f"error: no card {card} beside the table {table}; a table goes with the "
+                         "card its export wrote (copy both, or export again)")
+    text = card.read_text()
     match = re.search(r"```json\n(.*?)\n```", text, re.S)
     if not match:
         raise SystemExit(f"error: {table.with_suffix('.md')} holds no card (a ```json block)")

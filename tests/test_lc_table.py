@@ -78,3 +78,12 @@ def test_a_table_exports_imports_and_continues_the_same_sequence(tmp_path: Path)
 
     summary = lc.summary(tmp_path / "table" / "t.csv")
     assert summary["complete"] == 3 and summary["spearman_to_final"][-1] == 1.0
+
+
+def test_a_table_without_its_card_is_one_line(tmp_path: Path) -> None:
+    import pytest
+
+    table = tmp_path / "t.csv"
+    table.write_text("study,seed,index\n")
+    with pytest.raises(SystemExit, match=r"^error: no card .*t\.md beside the table .*t\.csv; "):
+        _module().read_card(table)
