@@ -88,6 +88,24 @@ def _row(study_name: str, seed: int, index: int, t: Any, names: list[str],
     return row
 
 
+RETRIED = "retried: its worker stopped before an epoch ended"
+
+
+def _mark_retried(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """A failed attempt without an epoch whose configuration a later row trained again is the
+    attempt of a stopped worker (a machine that went away), not an outcome of the configuration:
+    its reason says so (:data:`RETRIED`), and the replay and the summary leave it out. (A retry
+    of a stale trial takes a Sobol index of its own: the row after it holds the retry, and that
+    index's own point is not in the table.)"""
+    for i, r in enumerate(rows):
+        if r["state"] == "FAIL" and not r.get("val_mse_1") and any(
+                all(str(r[n]) == str(later[n]) for n in names) for later in rows[i + 1:]):
+            again = next(later["index"] for later in rows[i + 1:]
+                         if all(str(r[n]) == str(later[n]) for n in names))
+            r["reason"] = f"{RETRIED}; index {again} trained it again"
+    return rows
+
+
 def _g(value: Any) -> str:
     """A float as the shortest text that reads back as the same float ("" for none)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -124,9 +142,10 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
         dims = _dimensions(space)
         names += [n for n in dims if n not in names]
         trials = study.get_trials(deepcopy=False)
-        for index, t in sorted(_final_attempts(trials).items()):
-            rows.append(_row(name, int(attrs.get("seed", 0)), index, t, dims,
-                             int(spec["train"]["epochs"])))
+        mine = [_row(name, int(attrs.get("seed", 0)), index, t, dims,
+                     int(spec["train"]["epochs"]))
+                for index, t in sorted(_final_attempts(trials).items())]
+        rows += _mark_retried(mine, dims)
         for t in trials:  # (rows imported from an exported table have no dates)
             if t.datetime_start and t.datetime_complete:
                 starts.append(t.datetime_start)
@@ -370,6 +389,7 @@ def summary(table: Path) -> dict[str, Any]:
         return r["state"] == "COMPLETE" and all(r.get(f"val_mse_{e}") for e in
                                                 range(1, epochs + 1))
 
+    rows = [r for r in rows if not r["reason"].startswith(RETRIED)]
     first = [r for r in rows if r["study"] == main and complete(r)]
     final = [float(r[f"val_mse_{epochs}"]) for r in first]
     out: dict[str, Any] = {

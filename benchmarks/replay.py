@@ -175,8 +175,9 @@ def load_table(path: Path) -> Table:
     space = lc_table._space(main["sampling_space"])
     dims = space.dimensions()
     epochs = int(card["epochs"])
-    rows = [r for r in lc_table.read_rows(path)
-            if r["study"] == main["name"] and r["state"] in ("COMPLETE", "FAIL")]
+    rows = [r for r in lc_table.read_rows(path)  # (not the attempts of stopped workers)
+            if r["study"] == main["name"] and r["state"] in ("COMPLETE", "FAIL")
+            and not r["reason"].startswith(lc_table.RETRIED)]
     rows.sort(key=lambda r: int(r["index"]))
     values, units, curves, costs, diverged = [], [], [], [], []
     for r in rows:

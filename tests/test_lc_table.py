@@ -87,3 +87,16 @@ def test_a_table_without_its_card_is_one_line(tmp_path: Path) -> None:
     table.write_text("study,seed,index\n")
     with pytest.raises(SystemExit, match=r"^error: no card .*t\.md beside the table .*t\.csv; "):
         _module().read_card(table)
+
+
+def test_the_attempt_of_a_stopped_worker_is_marked_and_left_out_of_the_summary(
+        tmp_path: Path) -> None:
+    module = _module()
+    rows = [{"index": 0, "state": "COMPLETE", "reason": "completed", "lr": "0.1", "val_mse_1": "1"},
+            {"index": 1, "state": "FAIL", "reason": "", "lr": "0.2", "val_mse_1": ""},
+            {"index": 2, "state": "COMPLETE", "reason": "completed", "lr": "0.2", "val_mse_1": "2"},
+            {"index": 3, "state": "FAIL", "reason": "diverged", "lr": "0.3", "val_mse_1": ""}]
+    marked = module._mark_retried([dict(r) for r in rows], ["lr"])
+    assert marked[1]["reason"] == f"{module.RETRIED}; index 2 trained it again"
+    assert [r["reason"] for i, r in enumerate(marked) if i != 1] == ["completed", "completed",
+                                                                      "diverged"]
