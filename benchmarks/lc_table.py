@@ -12,7 +12,9 @@ recorded, as one compact CSV with its card, and back.
     python benchmarks/lc_table.py summary --table benchmarks/tables/autoencoder-mmnist-small.csv
 
 One row per study and configuration index (the Sobol point, :mod:`hpo_vidpred.study.sobol`): the
-outcome of its last attempt (a retry of a stopped worker replaces the attempt it retried), the
+outcome of its last attempt (a retry queued with ``enqueue_trial`` replaces the attempt it
+retried; a retry of a stopped worker takes an index of its own, and the attempt it retried is a
+row marked ``retried: ...`` that the replay and the summary leave out), the
 trained values, parameters, per epoch ``val_mse_E``, ``val_ssim_E``, ``val_mae_E``,
 ``val_psnr_E``, ``train_s_E`` (seconds of that epoch's optimizer steps) and ``val_s_E``, and the
 test metrics of the best epoch's weights. A configuration whose attempt had not finished when the

@@ -9,14 +9,16 @@ this trial*: a log range uniformly in log space, an integer range or a step grid
 shares, a categorical by equal shares of the choices. So a range that depends on values drawn
 before it (a budget's width bound through depth) is filled evenly too.
 
-The index i of a trial is the number of trials before it (by trial number) that the sampler
-drew: queued trials (a retry of a stopped worker, a warm start, an imported table row that
-was queued) bring their own parameters and take no index. It depends only on the study's
-history, not on which worker or machine asks, nor on ``--seed`` (which changes the training
-seeds only), so a table recorded on two machines, or continued from an exported file whose
-rows are added back in order, draws the same configurations. Unlike Optuna's ``QMCSampler``
-(first trial random, later points from a counter in the study's attributes), nothing here is
-random or stateful.
+The index i of a trial is the number of trials before it (by trial number) that were not
+queued with ``enqueue_trial`` (a warm start, an imported table row that was queued: they bring
+their own parameters and take no index). A retry of a stopped worker brings its parameters too
+but takes an index (Optuna queues it with ``add_trial``), so that index's point is skipped; a
+learning-curve table shows the stopped attempt and its retry as two rows. The index depends only
+on the study's history, not on which worker or machine asks, nor on ``--seed`` (which changes
+the training seeds only), so a table recorded on two machines, or continued from an exported
+file whose rows are added back in order, draws the same configurations. Unlike Optuna's
+``QMCSampler`` (first trial random, later points from a counter in the study's attributes),
+nothing here is random or stateful.
 """
 
 from __future__ import annotations
