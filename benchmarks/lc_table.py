@@ -100,10 +100,11 @@ def _mark_retried(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str
     of a stale trial takes a Sobol index of its own: the row after it holds the retry, and that
     index's own point is not in the table.)"""
     for i, r in enumerate(rows):
-        if r["state"] == "FAIL" and not r.get("val_mse_1") and any(
-                all(str(r[n]) == str(later[n]) for n in names) for later in rows[i + 1:]):
-            again = next(later["index"] for later in rows[i + 1:]
-                         if all(str(r[n]) == str(later[n]) for n in names))
+        if r["state"] != "FAIL" or r.get("val_mse_1"):
+            continue
+        again = next((later["index"] for later in rows[i + 1:]
+                      if all(str(r[n]) == str(later[n]) for n in names)), None)
+        if again is not None:
             r["reason"] = f"{RETRIED}; index {again} trained it again"
     return rows
 

@@ -119,12 +119,13 @@ def _within_trials(study: optuna.Study, storage: Any, job: Job,
     """The study lock was lost while this worker counted and asked (a database restart ends the
     session that held it), so another worker may have asked too: count again under the lock and
     hand this trial back untrained if it is one over ``--trials`` (None: wait, then take again).
-    A retry of a failed trial is never over: the failure it replaces does not count."""
+    A queued trial (a retry, whose failure does not count; a warm start) is never over: a worker
+    takes it whatever the count, and handing it back would lose its parameters."""
     with study_lock(storage, job.plan.name):
         trials = lifecycle.trials(study)
         counts = trial_counts(trials)
-        retry = "failed_trial" in trials[trial.number].system_attrs
-        if retry or counts["finished"] + counts["running"] <= job.run.trials:
+        queued = {"failed_trial", "fixed_params"} & set(trials[trial.number].system_attrs)
+        if queued or counts["finished"] + counts["running"] <= job.run.trials:
             return trial
         lifecycle.hand_back_surplus(study, trial)
         return None

@@ -48,7 +48,7 @@ def test_a_study_survives_a_database_restart(pg_cluster, tmp_path: Path,
     assert counts["finished"] == target and counts["running"] == counts["waiting"] == 0
     # nothing was declared dead while the heartbeats could not reach the database
     # (a restart inside the study lock may leave one trial handed back untrained: "surplus")
-    assert counts["failed"] == counts["retried"] == 0
+    assert counts["failed"] == counts["retried"] == 0 and counts.get("surplus", 0) <= 1
     assert len(trials) == target + counts.get("surplus", 0)
     for old in before:  # what had finished before the restart is there, unchanged
         now = next(t for t in trials if t.number == old.number)

@@ -256,3 +256,9 @@ def test_a_lock_lost_inside_its_block_says_so_and_a_trial_asked_over_the_count_i
     counts = trial_counts(trials)
     assert (counts["finished"], counts["running"], counts["surplus"]) == (1, 1, 1)
     assert trials[2].user_attrs["fail_reason"].startswith("not trained: one trial over --trials")
+    # a queued trial (here a warm start's) is kept even over the count: its parameters stay
+    study.enqueue_trial({})
+    queued = real_ask(study)
+    over = SimpleNamespace(run=SimpleNamespace(trials=1), plan=SimpleNamespace(name="count"))
+    assert trial_path._within_trials(study, storage, over, queued) is queued
+    assert trial_path._within_trials(study, storage, over, real_ask(study)) is None
