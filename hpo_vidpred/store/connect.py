@@ -65,6 +65,7 @@ def open_storage(
     read_only: bool = False,
     pool: tuple[int, int] = (2, 3),
     requeue: bool = True,
+    ride_out: bool = False,
 ) -> optuna.storages.BaseStorage:
     """Open (and create where needed) the study store at ``url``.
 
@@ -80,6 +81,9 @@ def open_storage(
     Fails within seconds with one line when the store cannot be used (:func:`store_failure`).
     ``grpc://host:port``: the store behind ``hpo store serve`` (:func:`.grpc_client.connect`).
     ``pool``: PostgreSQL connections kept and added at peaks (the proxy serves many workers).
+    ``ride_out``: a lost or refused connection is retried until the outage's deadline, like every
+    store call (:func:`.retry.call`), instead of failing at once: for a worker of a study its
+    parent opened, which may start while the database restarts.
     """
     url = typed = normalize_url(url)
     label = mask_url(typed)  # what every line names: the URL as given, never a read-only form
@@ -117,7 +121,8 @@ def open_storage(
     # On PostgreSQL even an open without table creation may write the schema: Optuna stamps
     # alembic_version on a store that has none, racing a first `hpo run` creating it
     guard = create_tables or parsed.drivername.startswith("postgresql")
-    for attempt in range(SQLITE_IO_RETRIES + 1):
+    attempt = lost = 0
+    while True:
         try:
             with _schema_guard(url, db) if guard else nullcontext(), \
                     warnings.catch_warnings():
@@ -131,14 +136,21 @@ def open_storage(
         except HpoError:
             raise
         except Exception as exc:  # sqlalchemy OperationalError and friends: one line, no password
+            if ride_out and retry.transient(exc):
+                retry.wait(exc, lost, label)  # StoreUnreachable once the deadline has passed
+                lost += 1
+                continue
             failure = store_failure(exc, label)
             if sqlite and failure and "disk I/O error" in failure and attempt < SQLITE_IO_RETRIES:
+                attempt += 1
                 time.sleep(1.0)  # seen once after an hour of `hpo matrix`; a second later it opened
                 continue
             hint = ("check the file and its folder" if sqlite else
                     "check that the database server runs and the URL is right")
             raise HpoError(failure or f"cannot open the study store {label}: "
                            f"{retry.reason(exc)}; {hint}") from None
+    if lost:
+        retry.answered()
     storage.hpo_url = label  # for the lines that name the store (retry.py)
     return storage
 

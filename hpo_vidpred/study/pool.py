@@ -44,7 +44,10 @@ from .trial import STOP, Job, Stale, run_task, take
 __all__ = ["Job", "run", "work"]
 
 MAX_CONSECUTIVE_ERRORS = 3  # a worker whose objective raises this often in a row stops
-PRELOAD = ["torch", "optuna", "hpo_vidpred.study.trial", "hpo_vidpred.study.objective"]
+# torch._dynamo: torch.optim imports it at an optimizer's first step (1.7 s of CPU), once here
+# instead of once in every worker
+PRELOAD = ["torch", "torch._dynamo", "optuna", "hpo_vidpred.study.trial",
+           "hpo_vidpred.study.objective"]
 
 
 def work(job: Job, index: int, device: str, emit: Callable[[Any], None]) -> int:
@@ -52,7 +55,7 @@ def work(job: Job, index: int, device: str, emit: Callable[[Any], None]) -> int:
     receives the trials' events. Returns the trials (segments) run."""
     plan, run = job.plan, job.run
     storage = open_storage(run.storage_url, heartbeat_interval=run.heartbeat,
-                           grace_period=run.grace, create_tables=False)
+                           grace_period=run.grace, create_tables=False, ride_out=True)
     seed = (plan.spec.seed * 1_000_003 + job.seed_base * 101 + index) % 2**31
     study = optuna.load_study(study_name=plan.name, storage=storage,
                               sampler=make_sampler(plan, seed), pruner=make_pruner(plan))

@@ -16,6 +16,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
+from hpo_vidpred.errors import HpoError
 from hpo_vidpred.store import lifecycle, open_storage, retry, store_failure, study_lock
 from hpo_vidpred.store.records import trial_counts
 
@@ -205,6 +206,16 @@ def test_storage_calls_and_the_study_lock_wait_for_a_restarted_postgres(pg_clust
     fresh = optuna.load_study(study_name="restart", storage=pg_cluster.url)
     assert [(t.state, t.value) for t in fresh.trials] == [
         (TrialState.COMPLETE, 0.5), (TrialState.COMPLETE, 0.25), (TrialState.COMPLETE, 0.75)]
+    # a worker starting while the database restarts: its open waits (a user's first open of a
+    # store that is not there fails at once)
+    pg_cluster.stop()
+    with pytest.raises(HpoError, match="cannot reach"):
+        open_storage(pg_cluster.url, create_tables=False)
+    threading.Timer(3.0, pg_cluster.start).start()
+    started = time.monotonic()
+    late = open_storage(pg_cluster.url, create_tables=False, ride_out=True)
+    assert 2.5 < time.monotonic() - started < 60
+    assert len(optuna.load_study(study_name="restart", storage=late).trials) == 3
 
 
 def _end_the_lock_session(url: str) -> None:
