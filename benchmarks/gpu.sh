@@ -3,7 +3,8 @@
 # that one slow step cannot eat the rest; at most about 9 minutes on one H200.
 #
 #   GPU_DRY_RUN=1 OUT=/tmp/gpu-dry bash benchmarks/gpu.sh   # first, here on the CPU: every step at
-#                                                           # smoke sizes (a test runs this)
+#                                                           # smoke sizes, the hpo commands'
+#                                                           # flags parsed (a test runs this)
 #   OUT=out bash benchmarks/gpu.sh                          # on the GPU machine
 #
 # A GPU machine with Python and torch but no network needs the other wheels in .whl beside the
@@ -41,6 +42,10 @@ if [ "$DRY" = 1 ]; then  # every step at smoke sizes on the CPU: the script itse
            --steps 2 --batch 2 --val-size 4)
   TESTS=(tests/test_train.py)  # the gpu tests' file: the suite collects the rest anyway
   BUDGET=smoke; TRIALS=2; SEEDS=1; TRIAL_SECONDS=60
+  # The `hpo` commands (bench, run, compare, report) are checked for their shape only: every
+  # subcommand and flag parsed by the real command line (a typo fails the step) without training
+  # what the suite's own tests of those commands train. The benchmark scripts run for real.
+  SHAPE=(--help)
 else
   DEV=cuda; DEVICES=0
   SIZE=(); BATCH=16; STEPS=5
@@ -51,6 +56,7 @@ else
            --epochs 2 --steps 25 --batch 16 --val-size 64)
   TESTS=(tests)
   BUDGET=medium; TRIALS=16; SEEDS=2; TRIAL_SECONDS=100
+  SHAPE=()
 fi
 
 printf 'step\trc\tseconds\tlimit\n' > "$OUT/steps.tsv"
@@ -73,9 +79,9 @@ print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'pytho
     'bf16': gpu and torch.cuda.is_bf16_supported()}))"
 step tests 45 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" "${TESTS[@]}"
 step bench 90 hpo bench --device "$DEV" --batch "$BATCH" --steps "$STEPS" "${SIZE[@]}" \
-  "${BENCH_SUBSET[@]}" --json
+  "${BENCH_SUBSET[@]}" --json "${SHAPE[@]}"
 step bench_compile 60 hpo bench --device "$DEV" --batch "$BATCH" --steps "$STEPS" "${SIZE[@]}" \
-  "${COMPILE[@]}" --json
+  "${COMPILE[@]}" --json "${SHAPE[@]}"
 step step_speed 45 "$PY" benchmarks/step_speed.py --device "$DEV" --batch "$BATCH" \
   --steps "$STEPS" "${STEP_SUBSET[@]}" --json
 step workers 70 "$PY" benchmarks/workers_per_device.py "${WORKERS[@]}" --json
@@ -87,14 +93,15 @@ print(max(rows, key=lambda r: r['trials_per_hour'])['workers'] if rows else 2)")
 # A real short study: Moving MNIST with two digits at the dataset's frames, the autoencoder's
 # search space (patch included), the measured best worker count; no trial starts after the timeout.
 step study $((TRIAL_SECONDS + 20)) hpo run --arch autoencoder --data mmnist --budget "$BUDGET" \
-  --trials "$TRIALS" --workers "$BEST" --devices "$DEVICES" --timeout "$TRIAL_SECONDS" --quiet --json
+  --trials "$TRIALS" --workers "$BEST" --devices "$DEVICES" --timeout "$TRIAL_SECONDS" --quiet --json \
+  "${SHAPE[@]}"
 CELL=$("$PY" -c "
 import json
 try: print(json.load(open('$WORK/study.json'))['best']['cell'] or 'convlstm')
 except Exception: print('convlstm')")
 step compare 70 hpo compare --arch autoencoder --data mmnist --cells "$CELL" --seeds "$SEEDS" \
-  --device "$DEV" --quiet --json
-step report 30 hpo report --out "$WORK/report"
+  --device "$DEV" --quiet --json "${SHAPE[@]}"
+step report 30 hpo report --out "$WORK/report" "${SHAPE[@]}"
 
 "$PY" - "$WORK" "$OUT" "$BEST" <<'EOF' > "$OUT/summary.json"
 import json, sys

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +9,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
-from smoke_matrix import COMPARE, copy_store, matrix_fixture, running, stop_when, trials_in
+from smoke_matrix import COMPARE, copy_store, matrix_fixture
 
 from hpo_vidpred import budgets
 from hpo_vidpred.cli import main
@@ -168,39 +163,3 @@ def test_a_damaged_checkpoint_is_retrained_and_the_newest_good_one_reused(tmp_pa
                                      storage="sqlite:///studies/hpo.db").trials
     assert len(fixed_trials) == 2 and fixed_trials[1].state == TrialState.COMPLETE
     assert "reusing trial 1" in compare_again()
-
-
-@pytest.mark.slow
-def test_sigterm_mid_comparison_leaves_nothing_running_and_the_rerun_retrains_nothing_twice(
-        matrix: dict, tmp_path: Path) -> None:
-    """SIGTERM while a fixed retrain trains (an hpo fixed trial): exit 130, that trial FAIL, not
-    RUNNING for good; the rerun does what is missing and nothing twice."""
-    url = copy_store(matrix, tmp_path)  # seeds 0 and 1 stored; --seeds 3 adds seed 2
-    fixed = "fixed-autoencoder-mmnist-convlstm"
-    failed = [t.number for t in optuna.load_study(study_name=fixed, storage=url).trials
-              if t.state == TrialState.FAIL]  # the matrix's own SIGTERM may have left one
-    args = [sys.executable, "-m", "hpo_vidpred.cli", "compare", "--arch", "autoencoder",
-            "--data", "mmnist", "--cells", "convlstm", "--seeds", "3", "--storage", url,
-            "--json"]
-    env = {**os.environ, "HPO_MODELS_DIR": str(tmp_path / "models")}
-    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    _, err = stop_when(first, lambda: trials_in(tmp_path / "store.db", fixed, "RUNNING") >= 1)
-    assert first.returncode == 130, err
-    assert err.splitlines()[-1] == "error: interrupted; everything finished so far is stored"
-    assert running(url) == []
-    rerun = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=900)
-    assert rerun.returncode == 0, rerun.stderr
-    assert json.loads(rerun.stdout)["ran"] == 2  # the interrupted seed: fixed and optimized
-    assert running(url) == []
-    compare = optuna.load_study(study_name=COMPARE, storage=url).trials
-    keys = Counter((t.user_attrs["role"], t.user_attrs["seed"]) for t in compare
-                   if t.state == TrialState.COMPLETE and t.user_attrs["cell"] == "convlstm")
-    assert keys == {(role, seed): 1 for role in ("fixed", "optimized") for seed in (0, 1, 2)}
-    trials = optuna.load_study(study_name=fixed, storage=url).trials
-    seeds = Counter(t.user_attrs["train_spec"]["seed"] for t in trials
-                    if t.state == TrialState.COMPLETE)
-    assert seeds == {0: 1, 1: 1, 2: 1}
-    (stopped,) = [t for t in trials if t.state == TrialState.FAIL and t.number not in failed]
-    assert stopped.user_attrs["fail_reason"] == "interrupted"

@@ -22,7 +22,8 @@ smoke = matrix_fixture()  # the smoke matrix, run once per session
 def test_interrupted_matrix_resumes_without_redoing_anything(matrix: dict) -> None:
     url = matrix["url"]
     assert matrix["first_rc"] == 130, matrix["first_err"]  # stopped by SIGTERM mid-comparison
-    assert "interrupted" in matrix["first_err"]
+    last = matrix["first_err"].splitlines()[-1]
+    assert last == "error: interrupted; everything finished so far is stored"
     assert matrix["running"] == matrix["after"] == []  # the interrupted fixed retrain is FAIL
     assert matrix["rc"] == 0, matrix["err"]
     before, now = matrix["before"], _finished(url)
@@ -47,6 +48,9 @@ def test_interrupted_matrix_resumes_without_redoing_anything(matrix: dict) -> No
         seeds = Counter(t.user_attrs["train_spec"]["seed"] for t in trials
                         if t.state == TrialState.COMPLETE)
         assert seeds == {0: 1, 1: 1}
+        # the retrain SIGTERM stopped (if it had not finished by then): FAIL, said why
+        stopped = [t for t in trials if t.state == TrialState.FAIL]
+        assert all(t.user_attrs["fail_reason"] == "interrupted" for t in stopped)
     skipped = int(re.search(rf"{COMPARE}: (\d+) of 8 retrains already stored",
                             matrix["err"]).group(1))
     assert skipped == len(before[COMPARE]) >= 1  # the second run said what it kept
