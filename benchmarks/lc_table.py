@@ -149,6 +149,8 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
                      int(spec["train"]["epochs"]))
                 for index, t in sorted(_final_attempts(trials).items())]
         rows += _mark_retried(mine, dims)
+        if attrs.get("recorded_since"):  # an imported table's first date
+            starts.append(datetime.fromisoformat(attrs["recorded_since"]))
         for t in trials:  # (rows imported from an exported table have no dates)
             if t.datetime_start and t.datetime_complete:
                 starts.append(t.datetime_start)
@@ -169,10 +171,11 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
     for r in rows:
         counts.setdefault(r["study"], {}).setdefault(r["state"], 0)
         counts[r["study"]][r["state"]] += 1
-    first = optuna.load_study(study_name=studies[0], storage=storage).user_attrs
+    baselines = next((b for name in studies if name in recorded and (b := optuna.load_study(
+        study_name=name, storage=storage).user_attrs.get("baselines"))), None)
     card = {"format": FORMAT, "storage": mask_url(storage_url), "command": command,
             "studies": cards, "epochs": epochs, "counts": counts,
-            "baselines": first.get("baselines"),  # the trivial predictors, validation split
+            "baselines": baselines,  # the trivial predictors, validation split (every study's)
             "device": _device(), "first_start": min(starts).isoformat() if starts else None,
             "last_end": max(ends).isoformat() if ends else None,
             "trial_seconds": round(seconds), "exported": datetime.now().isoformat(
@@ -227,7 +230,7 @@ def _card_text(card: dict[str, Any], csv_name: str) -> str:
         f"- device: {card['device']}; each trial one worker process with one torch thread, "
         "two at a time, beside other work (seconds per epoch are wall clock on a shared "
         "machine)",
-        f"- recorded: trials trained in this store from {card['first_start']} to "
+        f"- recorded: trials trained from {card['first_start']} to "
         f"{card['last_end']}; {card['trial_seconds']} seconds of training and validation in all "
         f"rows ({card['trial_seconds'] / 3600:.1f} CPU hours)",
         f"- code: hpo-vidpred {main.get('package_version')} at {main.get('git_commit')}",
@@ -308,6 +311,10 @@ def import_table(table: Path, storage_url: str) -> dict[str, int]:
             if study.get_trials(deepcopy=False):
                 raise HpoError(f"study {plan.name} already has trials in {storage_url}; import "
                                "into a new store")
+            if card.get("baselines"):  # the trivial predictors on the validation split
+                study.set_user_attr("baselines", card["baselines"])
+            if card.get("first_start"):  # the recording began before this store
+                study.set_user_attr("recorded_since", card["first_start"])
             mine = sorted((r for r in rows if r["study"] == entry["name"]),
                           key=lambda r: int(r["index"]))
             for r in mine:

@@ -57,6 +57,7 @@ def test_a_table_exports_imports_and_continues_the_same_sequence(tmp_path: Path)
     assert all(r["val_mse_2"] and r["test_mse"] and r["train_s_1"] for r in rows[:3])
     card = lc.read_card(tmp_path / "table" / "t.csv")
     assert card["epochs"] == 2 and card["studies"][0]["name"] == "lc"
+    assert card["baselines"]["black"]["mse"] > 0  # the trivial predictors, kept with the table
 
     assert lc.import_table(tmp_path / "table" / "t.csv", second) == {"lc": 4}
     imported = optuna.load_study(study_name="lc", storage=second)
@@ -66,6 +67,9 @@ def test_a_table_exports_imports_and_continues_the_same_sequence(tmp_path: Path)
     order = [list(optuna.load_study(study_name="lc", storage=url).user_attrs["sampling_space"]
                   ["params"]) for url in (first, second)]
     assert order[0] == order[1]  # the file's order: the Sobol dimensions and the table's columns
+    assert imported.user_attrs["baselines"] == card["baselines"]  # a re-export keeps them
+    again = lc.export(second, ["lc"], tmp_path / "again" / "t", command="hpo run ...")
+    assert again["baselines"] == card["baselines"] and again["first_start"] == card["first_start"]
     for got, want in zip(imported.trials[:3], original[:3]):
         assert got.params == want.params and got.value == want.value
         assert got.intermediate_values == want.intermediate_values
