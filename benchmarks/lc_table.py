@@ -420,17 +420,18 @@ def summary(table: Path) -> dict[str, Any]:
     for r in rows:
         if complete(r):
             seeds.setdefault(int(r["index"]), {})[r["study"]] = float(r[f"val_mse_{epochs}"])
-    shared = {i: v for i, v in seeds.items() if len(v) == len(card["studies"]) > 1}
-    if shared:
-        spreads = [statistics.stdev(v.values()) / statistics.mean(v.values())
-                   for v in shared.values()]
-        names = [s["name"] for s in card["studies"]]
-        pairs = [spearman([v[a] for v in shared.values()], [v[b] for v in shared.values()])
-                 for i, a in enumerate(names) for b in names[i + 1:]]
-        out["noise"] = {"configurations": len(shared), "seeds": len(names),
-                        "median_cv_final": round(statistics.median(spreads), 4),
-                        "max_cv_final": round(max(spreads), 4),
-                        "spearman_between_seeds": [round(p, 3) for p in pairs]}
+    names = [s["name"] for s in card["studies"]]
+    noise = []
+    for other in names[1:]:  # each seed repeat against the main study, on what both trained
+        pairs = [(v[names[0]], v[other]) for v in seeds.values() if names[0] in v and other in v]
+        if len(pairs) >= 3:
+            spreads = [statistics.stdev(p) / statistics.mean(p) for p in pairs]
+            noise.append({"study": other, "configurations": len(pairs),
+                          "median_cv_final": round(statistics.median(spreads), 4),
+                          "max_cv_final": round(max(spreads), 4),
+                          "spearman_to_main": round(spearman(*zip(*pairs)), 3)})
+    if noise:
+        out["noise"] = noise
     return out
 
 
