@@ -128,6 +128,7 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
     rows, cards = [], []
     names: list[str] = []
     epochs = 0
+    baselines = None
     starts, ends = [], []
     recorded = {s.study_name for s in storage.get_all_studies()}
     if studies[0] not in recorded:
@@ -149,6 +150,7 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
                      int(spec["train"]["epochs"]))
                 for index, t in sorted(_final_attempts(trials).items())]
         rows += _mark_retried(mine, dims)
+        baselines = baselines or attrs.get("baselines")  # the same split in every study
         if attrs.get("recorded_since"):  # an imported table's first date
             starts.append(datetime.fromisoformat(attrs["recorded_since"]))
         for t in trials:  # (rows imported from an exported table have no dates)
@@ -171,11 +173,9 @@ def export(storage_url: str, studies: list[str], out: Path, command: str = "") -
     for r in rows:
         counts.setdefault(r["study"], {}).setdefault(r["state"], 0)
         counts[r["study"]][r["state"]] += 1
-    baselines = next((b for name in studies if name in recorded and (b := optuna.load_study(
-        study_name=name, storage=storage).user_attrs.get("baselines"))), None)
     card = {"format": FORMAT, "storage": mask_url(storage_url), "command": command,
             "studies": cards, "epochs": epochs, "counts": counts,
-            "baselines": baselines,  # the trivial predictors, validation split (every study's)
+            "baselines": baselines,  # the trivial predictors, validation split
             "device": _device(), "first_start": min(starts).isoformat() if starts else None,
             "last_end": max(ends).isoformat() if ends else None,
             "trial_seconds": round(seconds), "exported": datetime.now().isoformat(
@@ -420,10 +420,9 @@ def summary(table: Path) -> dict[str, Any]:
     for r in rows:
         if complete(r):
             seeds.setdefault(int(r["index"]), {})[r["study"]] = float(r[f"val_mse_{epochs}"])
-    names = [s["name"] for s in card["studies"]]
     noise = []
-    for other in names[1:]:  # each seed repeat against the main study, on what both trained
-        pairs = [(v[names[0]], v[other]) for v in seeds.values() if names[0] in v and other in v]
+    for other in [s["name"] for s in card["studies"][1:]]:  # each seed repeat against the main
+        pairs = [(v[main], v[other]) for v in seeds.values() if main in v and other in v]
         if len(pairs) >= 3:
             spreads = [statistics.stdev(p) / statistics.mean(p) for p in pairs]
             noise.append({"study": other, "configurations": len(pairs),

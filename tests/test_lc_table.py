@@ -104,3 +104,26 @@ def test_the_attempt_of_a_stopped_worker_is_marked_and_left_out_of_the_summary(
     assert marked[1]["reason"] == f"{module.RETRIED}; index 2 trained it again"
     assert [r["reason"] for i, r in enumerate(marked) if i != 1] == ["completed", "completed",
                                                                       "diverged"]
+
+
+def test_the_summary_sets_each_seed_repeat_against_the_main_study(tmp_path: Path) -> None:
+    """Seed noise on the configurations the main study and each repeat both trained: a
+    configuration that learned with one seed and not with the other shows in the spread and
+    the rank correlation; a retried attempt is left out."""
+    import json
+
+    finals = {"main": [0.010, 0.012, 0.018, 0.014], "rep": [0.0101, 0.0121, 0.0085, None]}
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["study", "index", "state", "reason", "val_mse_1"])
+        writer.writeheader()
+        for study, values in finals.items():
+            for index, value in enumerate(values):
+                writer.writerow({"study": study, "index": index, "state": "COMPLETE" if value
+                                 else "FAIL", "reason": "" if value else _module().RETRIED,
+                                 "val_mse_1": value or ""})
+    card = {"epochs": 1, "studies": [{"name": "main"}, {"name": "rep"}]}
+    (tmp_path / "t.md").write_text(f"```json\n{json.dumps(card)}\n```\n")
+    (noise,) = _module().summary(tmp_path / "t.csv")["noise"]
+    assert noise["study"] == "rep" and noise["configurations"] == 3  # index 3: main only
+    assert noise["median_cv_final"] < 0.01 and noise["max_cv_final"] > 0.5
+    assert noise["spearman_to_main"] == -0.5  # ranks 1, 2, 3 against 2, 3, 1

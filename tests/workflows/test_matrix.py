@@ -43,14 +43,15 @@ def test_interrupted_matrix_resumes_without_redoing_anything(matrix: dict) -> No
     assert sorted(keys) == sorted((r, c, s) for r in ("fixed", "optimized")
                                   for c in ("convlstm", "stlstm") for s in (0, 1))
     assert set(keys.values()) == {1}  # each retrain exactly once
+    stopped = []
     for name in FIXED:  # the fixed baselines: one complete `hpo fixed` trial per seed
         trials = optuna.load_study(study_name=name, storage=url).trials
         seeds = Counter(t.user_attrs["train_spec"]["seed"] for t in trials
                         if t.state == TrialState.COMPLETE)
         assert seeds == {0: 1, 1: 1}
-        # the retrain SIGTERM stopped (if it had not finished by then): FAIL, said why
-        stopped = [t for t in trials if t.state == TrialState.FAIL]
-        assert all(t.user_attrs["fail_reason"] == "interrupted" for t in stopped)
+        stopped += [t.user_attrs.get("fail_reason") for t in trials
+                    if t.state == TrialState.FAIL]
+    assert stopped == ["interrupted"]  # the fixed retrain SIGTERM stopped: FAIL, said why
     skipped = int(re.search(rf"{COMPARE}: (\d+) of 8 retrains already stored",
                             matrix["err"]).group(1))
     assert skipped == len(before[COMPARE]) >= 1  # the second run said what it kept
