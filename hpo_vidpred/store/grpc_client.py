@@ -68,7 +68,9 @@ class ProxyStorage(GrpcStorageProxy):
         return state
 
     def hello(self) -> dict:
-        return self._hpo["Hello"]({}, timeout=CONNECT_TIMEOUT_S)
+        """The server's answer, waiting up to CONNECT_TIMEOUT_S for one that is starting (on
+        this channel: Optuna's ``wait_server_ready`` opens and closes a second one, 0.2 s)."""
+        return self._hpo["Hello"]({}, timeout=CONNECT_TIMEOUT_S, wait_for_ready=True)
 
     def record_heartbeat(self, trial_id: int) -> None:  # retried: see retry.RETRIED
         self._hpo["Heartbeat"]({"trial_id": int(trial_id)})
@@ -126,11 +128,10 @@ def connect(url: str, *, heartbeat_interval: int | None = None,
                                grace_period=grace_period)
     storage.hpo_url = mask_url(url)  # what the retries' lines name
     try:
-        storage.wait_server_ready(timeout=CONNECT_TIMEOUT_S)
         storage.hello()
-    except (ConnectionError, grpc.RpcError) as exc:
+    except grpc.RpcError as exc:
         storage.close()
-        code = exc.code() if isinstance(exc, grpc.RpcError) else None
+        code = exc.code()
         if code == grpc.StatusCode.UNIMPLEMENTED:
             raise HpoError(f"{mask_url(url)} is a bare Optuna gRPC proxy, without hpo's study "
                            "lock and heartbeats; serve the store with 'hpo store serve' "

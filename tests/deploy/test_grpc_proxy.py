@@ -84,7 +84,7 @@ def test_a_proxy_killed_for_good_ends_the_run_within_the_retry_time_in_one_line(
     """kill -9 of hpo store serve under a running hpo run: a line when the outage starts, and
     the run ends about HPO_RECONNECT_S later with the URL and the status in its last line (it
     was silent for 8 minutes: each clean-up call retried its own 120 s). Nothing is lost."""
-    db, reconnect_s = tmp_path / "store.db", 10
+    db, reconnect_s = tmp_path / "store.db", 5
     proxy = StoreProxy(f"sqlite:///{db}", cwd=tmp_path)
     run = [*HPO, "run", "--arch", "autoencoder", "--data", "mmnist", "--budget", "smoke",
            "--trials", "500", "--search-space", tiny_space, "--study", "gone", "--storage",

@@ -303,14 +303,14 @@ def test_read_only_commands_name_the_store_as_the_user_gave_it(tmp_path: Path, c
 
 
 def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
-    """A 2 MB tmpfs holding the store fills up during a study."""
+    """A 1 MB tmpfs holding the store fills up during a study (after a few trials)."""
     import sqlite3
     import subprocess
     import sys
 
     disk = tmp_path / "disk"
     disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
