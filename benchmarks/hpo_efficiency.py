@@ -65,16 +65,6 @@ METHODS = {  # method -> (sampler, pruner, early stopping)
 }
 
 
-def _register_plain_tpe() -> None:
-    """Optuna's TPE as a user writes it without options (independent, 10 startup trials)."""
-    import optuna
-
-    from hpo_vidpred.study.strategy import SAMPLERS
-
-    if "tpe-plain" not in SAMPLERS:
-        SAMPLERS.register("tpe-plain")(
-            lambda study_seed, seed, n_startup, names: optuna.samplers.TPESampler(seed=seed))
-
 
 def search_space(arch: str, patience: int, folder: Path) -> str:
     """The architecture's own search space with ``fixed.patience`` set; its path."""
@@ -98,7 +88,6 @@ def run_study(method: str, seed: int, args: dict[str, Any], folder: str) -> dict
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _register_plain_tpe()
     sampler, pruner, early = METHODS[method]
     space = search_space(args["arch"], args["patience"] if early else 0, Path(folder))
     name = f"{method}-{seed}"

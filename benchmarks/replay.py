@@ -320,15 +320,6 @@ def _plan(table: Table, sampler: str, pruner: str, seed: int, scheduler: str = "
                      scheduler=scheduler)
 
 
-def _register_plain_tpe() -> None:
-    import optuna
-
-    from hpo_vidpred.study.strategy import SAMPLERS
-
-    if "tpe-plain" not in SAMPLERS:  # Optuna's TPE as a user writes it without options
-        SAMPLERS.register("tpe-plain")(
-            lambda study_seed, seed, n_startup, names: optuna.samplers.TPESampler(seed=seed))
-
 
 class OptunaSearch:
     """A study driven like ``hpo run`` drives it: ask, sample the plan's space, train epoch by
@@ -340,7 +331,6 @@ class OptunaSearch:
 
         from hpo_vidpred.study.strategy import make_pruner, make_sampler
 
-        _register_plain_tpe()
         self.table, self.pruner = table, pruner
         self.plan = _plan(table, sampler, pruner, seed)
         self.study = optuna.create_study(sampler=make_sampler(self.plan, seed),

@@ -53,7 +53,8 @@ DATA = typer.Option(..., "--data", help=f"dataset: {_choices(DATASETS)}")
 CELL = typer.Option(..., help=f"recurrent cell: {_choices(CELLS)}")
 BUDGET = typer.Option("seed", help=f"compute per training run: {_choices(budgets.BUDGETS)} "
                       "(small: the CPU demo)")
-SAMPLER = typer.Option("tpe", help=f"{_choices(SAMPLERS)} (tpe: multivariate)")
+SAMPLER = typer.Option("tpe", help=f"{_choices(SAMPLERS)} (tpe: multivariate; tpe-plain: "
+                       "Optuna's defaults)")
 PRUNER = typer.Option("hyperband", help=f"{_choices(PRUNERS)} (stops trials of the fifo "
                       "scheduler)")
 SCHEDULER = typer.Option("auto", help="fifo: every trial trains to its end unless pruned | "

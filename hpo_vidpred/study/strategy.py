@@ -51,6 +51,14 @@ def _tpe(study_seed: int, seed: int, n_startup: int,
                                       constant_liar=True, n_startup_trials=n_startup)
 
 
+@SAMPLERS.register("tpe-plain")
+def _tpe_plain(study_seed: int, seed: int, n_startup: int,
+               names: list[str]) -> optuna.samplers.BaseSampler:
+    # Optuna's TPE as a hand-written loop uses it: its defaults (each parameter on its own, 10
+    # random start-up trials, no constant liar). The baseline of benchmarks/replay.py.
+    return optuna.samplers.TPESampler(seed=seed)
+
+
 @SAMPLERS.register("random")
 def _random(study_seed: int, seed: int, n_startup: int,
             names: list[str]) -> optuna.samplers.BaseSampler:
