@@ -703,6 +703,11 @@ def replay(table_path: Path, strategies: list[str], seeds: int, workers: int,
                             "q25": _finite(np.percentile(curves, 25, axis=0)),
                             "q75": _finite(np.percentile(curves, 75, axis=0))}
         entry["epochs_per_run"] = round(float(np.mean([r["epochs"] for r in runs[name]])), 1)
+        after_20 = [r["after_20"] for r in runs[name] if "after_20" in r]
+        if after_20:  # the returned configuration's final value after 20 complete trials
+            entry["after_20"] = {"seeds": len(after_20), **{
+                q: round(float(np.percentile(after_20, p)), 6)
+                for q, p in (("q25", 25), ("median", 50), ("q75", 75))}}
         # how often a new proposal was answered with a row the run had already used
         entry["repeated_rows_share"] = round(1 - float(np.sum([r["rows"] for r in runs[name]]))
                                              / max(1, np.sum([r["proposals"]

@@ -117,7 +117,9 @@ def test_the_replay_reports_targets_speedups_and_anytime_curves(tmp_path: Path) 
         assert len(entry["anytime"]["median"]) == len(entry["anytime"]["t_s"])
     # stopping strategies train fewer epochs per configuration than full trials
     assert result["strategies"]["asha"]["epochs_per_run"] > 0
-    assert result["snap_ok"] if "snap_ok" in result else True
+    # the Optuna strategies: where the returned configuration stood after 20 complete trials
+    after = result["strategies"]["tpe"]["after_20"]
+    assert after["seeds"] == 4 and after["q25"] <= after["median"] <= after["q75"]
 
 
 def test_promotion_options_are_apart_by_colons_so_a_list_of_strategies_keeps_them(
@@ -128,3 +130,66 @@ def test_promotion_options_are_apart_by_colons_so_a_list_of_strategies_keeps_the
     tuned = replay.make_strategy("promote:eta=2:first=1:margin=0.2", table, 0, 1).scheduler
     assert tuned.rungs != default.rungs and tuned.stop.margin == 0.2
     assert tuned.rungs == replay.make_strategy("promote:eta=2:first=1", table, 0, 1).scheduler.rungs
+
+
+def test_the_reality_check_puts_real_trials_on_the_tables_clock(tmp_path: Path,
+                                                                 capsys) -> None:
+    """Real trials are charged the seconds of the configuration the replay answers their
+    parameters with, on the worker free first; the real best-so-far is read on the replay's
+    grid against its interquartile band."""
+    import datetime
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
+
+    _module("replay")
+    reality = _module("reality_check")
+    path = synthetic_table(tmp_path, n=10, epochs=4, cost=1.0)  # configuration i ends at 1 + i
+    start = datetime.datetime(2026, 1, 1)
+    trials = []
+    # (configuration, state, epochs trained): a pruned trial is charged its 2 epochs only
+    for k, (c, state, epochs) in enumerate([(5, "COMPLETE", 4), (2, "COMPLETE", 4),
+                                            (8, "PRUNED", 2), (0, "COMPLETE", 4)]):
+        trial = optuna.trial.create_trial(
+            params={"c": c}, distributions={"c": CategoricalDistribution(list(range(10)))},
+            value=1.0 + c if state == "COMPLETE" else None, state=TrialState[state],
+            intermediate_values={e: (1.0 + c) * (1 + (4 - e) / 4) for e in range(1, epochs + 1)})
+        trial.datetime_start = start + datetime.timedelta(seconds=k)  # started in this order
+        trials.append(trial)
+    trials.reverse()  # (the order they are stored in does not matter)
+    table = reality.rp.load_table(path).for_run(distinct=False)
+    one = reality.real_curve(table, trials, workers=1)
+    # one worker: 4 + 4 + 2 + 4 seconds; best 6 at 4 s, 3 at 8 s, 1 at 14 s
+    assert one["anytime"] == [(4.0, 6.0), (8.0, 3.0), (14.0, 1.0)]
+    assert one["complete"] == 3 and one["trials"] == 4 and one["end_s"] == 14.0
+    two = reality.real_curve(table, trials, workers=2)
+    # two workers: trials 0 and 1 end at 4, the pruned one at 6, the last at 8
+    assert two["anytime"] == [(4.0, 3.0), (8.0, 1.0)] and two["end_s"] == 8.0
+    band = {"t_s": [0, 2, 4, 6, 8, 10], "q25": [None, None, 4.0, 4.0, 0.5, 0.5],
+            "q75": [None, None, 5.0, 5.0, 2.0, 2.0]}
+    # on the grid up to 14 s where the upper quartile has a value: at 4 and 6 the value 6 is
+    # above [4, 5]; at 8 and 10 the value 3 is above [0.5, 2]
+    assert reality.against_band(one["anytime"], band, one["end_s"]) == {
+        "points": 4, "inside": 0.0, "below": 0.0, "above": 1.0}
+    # two workers, up to 8 s: 3 is below [4, 5] at 4 and 6, and 1 inside [0.5, 2] at 8
+    assert reality.against_band(two["anytime"], band, two["end_s"]) == {
+        "points": 3, "inside": 0.333, "below": 0.667, "above": 0.0}
+    # from the command line, on a store, with the figure
+    storage = f"sqlite:///{tmp_path / 'real.db'}"
+    study = optuna.create_study(study_name="real", storage=storage)
+    for trial in sorted(trials, key=lambda t: t.datetime_start):
+        study.add_trial(trial)
+    replayed = {"workers": 1, "seeds": 3, "table": {"best_final": 1.0, "median_final": 5.0},
+                "strategies": {"tpe": {"anytime": {**band, "median": band["q25"]},
+                                       "after_20": {"seeds": 3, "q25": 1.0, "median": 1.0,
+                                                    "q75": 2.0}}}}
+    (tmp_path / "replay.json").write_text(json.dumps(replayed))
+    argv = ["--table", str(path), "--replay", str(tmp_path / "replay.json"), "--storage",
+            storage, "--studies", "tpe=real", "--figure", str(tmp_path / "r.png")]
+    assert reality.main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["strategies"]["tpe"]
+    assert out["anytime"] == [[4.0, 6.0], [8.0, 3.0], [14.0, 1.0]] and out["complete"] == 3
+    assert out["band"]["above"] == 1.0 and out["real_after_20"] is None  # fewer than 20 trials
+    assert (tmp_path / "r.png").stat().st_size > 0
+    assert reality.main([*argv[:-4], "--studies", "tpe"]) == 2
