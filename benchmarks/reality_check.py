@@ -14,13 +14,13 @@
 
 Each real trial is put on the replay's clock: it is charged the recorded seconds of the table
 configuration the replay would answer its parameters with (the nearest one), for the epochs it
-trained, on the worker free first (in the order the trials started). So both curves spend the
-same seconds for the same proposals, and what is compared is what the replay stands in for:
-the values real trials reach and the order a real study proposes them in. The real best-so-far (the best complete trial's
-value) is read at each point of the replay's anytime grid up to the real study's end: the share
-of points inside the band, below it (reality better) and above it; and the best after 20 complete
-trials against the replay's quartiles of the same. The real studies' own wall clock is given
-beside (the table's seconds were recorded on a busier machine).
+trained, on the worker free first (in the order the trials started). So both curves spend the same
+seconds for the same proposals, and what is compared is what the replay stands in for: the values
+real trials reach and the order a real study proposes them in. The real best-so-far (the best
+complete trial's value) is read at each point of the replay's anytime grid up to the real study's
+end: the share of points inside the band, below it (reality better) and above it; and the best after
+20 complete trials against the replay's quartiles of the same. The real studies' own wall clock is
+given beside (the table's seconds were recorded on a busier machine).
 """
 
 from __future__ import annotations
