@@ -333,7 +333,10 @@ class OptunaSearch:
 
         self.table, self.pruner = table, pruner
         self.plan = _plan(table, sampler, pruner, seed)
-        self.study = optuna.create_study(sampler=make_sampler(self.plan, seed),
+        # named: Optuna's Hyperband assigns a trial's bracket from a hash of the study's name
+        # and the trial's number (an unnamed study gets a random name: seeds unpaired)
+        self.study = optuna.create_study(study_name=f"replay-{seed}",
+                                         sampler=make_sampler(self.plan, seed),
                                          pruner=make_pruner(self.plan))
         self.model = torch.nn.Linear(1, 1)  # _after_epoch keeps "the best weights" of one
         self.best, self.config = math.inf, None
@@ -395,7 +398,7 @@ class PromoteSearch:
         sampler_ = make_sampler(self.plan, seed)
         if isinstance(sampler_, RungTPESampler):  # on this scheduler's rungs (options may differ)
             sampler_ = RungTPESampler(sampler_._tpe, self.scheduler.rungs, sampler_._min)
-        self.study = optuna.create_study(sampler=sampler_)
+        self.study = optuna.create_study(study_name=f"replay-{seed}", sampler=sampler_)
         self.floor = trivial_floor(table.baselines)
         self.config_of: dict[int, int] = {}  # trial number -> table row
 

@@ -193,3 +193,15 @@ def test_the_reality_check_puts_real_trials_on_the_tables_clock(tmp_path: Path,
     assert out["band"]["above"] == 1.0 and out["real_after_20"] is None  # fewer than 20 trials
     assert (tmp_path / "r.png").stat().st_size > 0
     assert reality.main([*argv[:-4], "--studies", "tpe"]) == 2
+
+
+def test_a_seed_replays_the_same_run_with_hyperband_too(tmp_path: Path) -> None:
+    """Optuna's Hyperband puts a trial in a bracket by a hash of the study's name: an unnamed
+    study (a random name) made the same seed replay differently, and seeds unpaired."""
+    replay = _module("replay")
+    path = synthetic_table(tmp_path, n=30, epochs=9)
+    for name in ("tpe-hyperband", "hpo-default"):
+        runs = [[replay.run_one(str(path), name, seed, 1, horizon=400.0) for seed in range(4)]
+                for _ in range(2)]
+        assert [(r["anytime"], r["epochs"]) for r in runs[0]] == \
+            [(r["anytime"], r["epochs"]) for r in runs[1]]
