@@ -20,7 +20,9 @@ real trials reach and the order a real study proposes them in. The real best-so-
 complete trial's value) is read at each point of the replay's anytime grid up to the real study's
 end: the share of points inside the band, below it (reality better) and above it; and the best after
 20 complete trials against the replay's quartiles of the same. The real studies' own wall clock is
-given beside (the table's seconds were recorded on a busier machine).
+given beside (the table's seconds were recorded on a busier machine), and how well the nearest
+row stands in for a real configuration trained to the end (rank correlation and median ratio of
+the real value to the row's).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def real_curve(table: rp.Table, trials: list[Any], workers: int) -> dict[str, An
     done = [t for t in trials if t.state.is_finished()]
     done.sort(key=lambda t: t.datetime_start)
     slots = [0.0] * workers  # each trial starts on the worker free first, as in the replay
-    events = []
+    events, pairs = [], []  # pairs: (real value, the answering row's) of full trials
     for t in done:
         values = table.space.sample(optuna.trial.FixedTrial(t.params))
         row = table.snap(rp.locate(table.space, values))
@@ -57,6 +59,8 @@ def real_curve(table: rp.Table, trials: list[Any], workers: int) -> dict[str, An
         heapq.heappush(slots, end)
         value = t.value if t.state == optuna.trial.TrialState.COMPLETE else None
         events.append((end, value, t))
+        if value is not None and epochs == table.epochs and math.isfinite(table.final[row]):
+            pairs.append((value, float(table.final[row])))
     events.sort(key=lambda e: e[0])
     anytime, best, complete, after_20 = [], math.inf, 0, None
     for when, value, _ in events:
@@ -72,7 +76,13 @@ def real_curve(table: rp.Table, trials: list[Any], workers: int) -> dict[str, An
             after_20 = best
     starts = [t.datetime_start for t in done]
     ends = [t.datetime_complete for t in done if t.datetime_complete]
+    answer = {"trials": len(pairs)}
+    if len(pairs) >= 3:  # how well the nearest row stands in for a trained configuration
+        real_v, row_v = zip(*pairs)
+        answer.update(spearman=round(rp.lc_table.spearman(list(real_v), list(row_v)), 3),
+                      median_ratio=round(float(np.median(np.array(real_v) / row_v)), 3))
     return {"anytime": anytime, "after_20": after_20, "trials": len(done), "complete": complete,
+            "nearest_answer": answer,
             "end_s": events[-1][0] if events else 0.0,
             "wall_s": (max(ends) - min(starts)).total_seconds() if ends else 0.0}
 
@@ -117,7 +127,8 @@ def check(table_path: Path, replayed: dict[str, Any], storage: str,
         entry = replayed["strategies"][name]
         trials = optuna.load_study(study_name=study, storage=storage).trials
         real = real_curve(table, trials, workers)
-        result = {"study": study, **{k: real[k] for k in ("trials", "complete", "wall_s")},
+        result = {"study": study, **{k: real[k] for k in ("trials", "complete", "wall_s",
+                                                          "nearest_answer")},
                   "table_clock_s": round(real["end_s"], 1),
                   "real_after_20": real["after_20"], "replay_after_20": entry.get("after_20"),
                   "band": against_band(real["anytime"], entry["anytime"], real["end_s"]),
@@ -184,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in result["strategies"].items():
             print(f"{name}: {r['complete']} complete of {r['trials']}, best after 20 "
                   f"{r['real_after_20']} (replay quartiles {r['replay_after_20']}); band "
-                  f"{r['band']}")
+                  f"{r['band']}; nearest answer {r['nearest_answer']}")
     return 0
 
 

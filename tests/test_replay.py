@@ -163,6 +163,8 @@ def test_the_reality_check_puts_real_trials_on_the_tables_clock(tmp_path: Path,
     # one worker: 4 + 4 + 2 + 4 seconds; best 6 at 4 s, 3 at 8 s, 1 at 14 s
     assert one["anytime"] == [(4.0, 6.0), (8.0, 3.0), (14.0, 1.0)]
     assert one["complete"] == 3 and one["trials"] == 4 and one["end_s"] == 14.0
+    # the three full trials trained exactly their rows' values
+    assert one["nearest_answer"] == {"trials": 3, "spearman": 1.0, "median_ratio": 1.0}
     two = reality.real_curve(table, trials, workers=2)
     # two workers: trials 0 and 1 end at 4, the pruned one at 6, the last at 8
     assert two["anytime"] == [(4.0, 3.0), (8.0, 1.0)] and two["end_s"] == 8.0
