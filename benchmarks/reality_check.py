@@ -40,9 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import replay as rp  # noqa: E402  (beside this file)
 
 
-def real_curve(table: rp.Table, trials: list[Any], workers: int) -> dict[str, Any]:
+def real_curve(table: rp.Table, trials: list[Any], workers: int,
+               clock: str = "table") -> dict[str, Any]:
     """A finished real study on the table's clock: ``anytime`` [(t, best so far)] at each
-    complete trial's end, ``after_20`` (the best of the first 20 complete trials), counts."""
+    complete trial's end, ``after_20`` (the best of the first 20 complete trials), counts.
+    ``clock="table"``: each trial one job of its rows' seconds on the worker free first (a
+    trial that trains in one go); ``"wall"``: the trials' real end times, scaled so that the
+    study spends the table's seconds of what it trained (trials that pause and resume, whose
+    segments interleave: ``--scheduler promote``)."""
     import heapq
 
     import optuna
@@ -51,16 +56,26 @@ def real_curve(table: rp.Table, trials: list[Any], workers: int) -> dict[str, An
     done.sort(key=lambda t: t.datetime_start)
     slots = [0.0] * workers  # each trial starts on the worker free first, as in the replay
     events, pairs = [], []  # pairs: (real value, the answering row's) of full trials
+    spent = 0.0
     for t in done:
         values = table.space.sample(optuna.trial.FixedTrial(t.params))
         row = table.snap(rp.locate(table.space, values))
         epochs = min(len(t.intermediate_values), table.epochs)
-        end = heapq.heappop(slots) + float(np.sum(table.costs[row, :epochs]))
+        charged = float(np.sum(table.costs[row, :epochs]))
+        end = heapq.heappop(slots) + charged
         heapq.heappush(slots, end)
+        spent += charged
         value = t.value if t.state == optuna.trial.TrialState.COMPLETE else None
         events.append((end, value, t))
         if value is not None and epochs == table.epochs and math.isfinite(table.final[row]):
             pairs.append((value, float(table.final[row])))
+    starts = [t.datetime_start for t in done]
+    ends = [t.datetime_complete for t in done if t.datetime_complete]
+    wall = (max(ends) - min(starts)).total_seconds() if ends else 0.0
+    if clock == "wall" and wall > 0:
+        scale = spent / workers / wall
+        events = [((t.datetime_complete - min(starts)).total_seconds() * scale, value, t)
+                  for _, value, t in events]
     events.sort(key=lambda e: e[0])
     anytime, best, complete, after_20 = [], math.inf, 0, None
     for when, value, _ in events:
@@ -74,8 +89,6 @@ def real_curve(table: rp.Table, trials: list[Any], workers: int) -> dict[str, An
             anytime.append((when, best))
         if complete == rp.PLAIN_TRIALS:
             after_20 = best
-    starts = [t.datetime_start for t in done]
-    ends = [t.datetime_complete for t in done if t.datetime_complete]
     answer = {"trials": len(pairs)}
     if len(pairs) >= 3:  # how well the nearest row stands in for a trained configuration
         real_v, row_v = zip(*pairs)
@@ -84,7 +97,7 @@ def real_curve(table: rp.Table, trials: list[Any], workers: int) -> dict[str, An
     return {"anytime": anytime, "after_20": after_20, "trials": len(done), "complete": complete,
             "nearest_answer": answer,
             "end_s": events[-1][0] if events else 0.0,
-            "wall_s": (max(ends) - min(starts)).total_seconds() if ends else 0.0}
+            "wall_s": wall}
 
 
 def against_band(curve: list[tuple[float, float]], band: dict[str, Any],
@@ -112,6 +125,7 @@ def against_band(curve: list[tuple[float, float]], band: dict[str, Any],
 
 def check(table_path: Path, replayed: dict[str, Any], storage: str,
           studies: dict[str, str]) -> dict[str, Any]:
+    """Each real study against its strategy's replay (promotion on the scaled wall clock)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -126,8 +140,10 @@ def check(table_path: Path, replayed: dict[str, Any], storage: str,
                              f"--strategies {name}")
         entry = replayed["strategies"][name]
         trials = optuna.load_study(study_name=study, storage=storage).trials
-        real = real_curve(table, trials, workers)
-        result = {"study": study, **{k: real[k] for k in ("trials", "complete", "wall_s",
+        real = real_curve(table, trials, workers,
+                          clock="wall" if name.startswith("promote") else "table")
+        result = {"study": study, "clock": "wall" if name.startswith("promote") else "table",
+                  **{k: real[k] for k in ("trials", "complete", "wall_s",
                                                           "nearest_answer")},
                   "table_clock_s": round(real["end_s"], 1),
                   "real_after_20": real["after_20"], "replay_after_20": entry.get("after_20"),

@@ -156,6 +156,7 @@ def test_the_reality_check_puts_real_trials_on_the_tables_clock(tmp_path: Path,
             value=1.0 + c if state == "COMPLETE" else None, state=TrialState[state],
             intermediate_values={e: (1.0 + c) * (1 + (4 - e) / 4) for e in range(1, epochs + 1)})
         trial.datetime_start = start + datetime.timedelta(seconds=k)  # started in this order
+        trial.datetime_complete = start + datetime.timedelta(seconds=k + 2)
         trials.append(trial)
     trials.reverse()  # (the order they are stored in does not matter)
     table = reality.rp.load_table(path).for_run(distinct=False)
@@ -165,6 +166,12 @@ def test_the_reality_check_puts_real_trials_on_the_tables_clock(tmp_path: Path,
     assert one["complete"] == 3 and one["trials"] == 4 and one["end_s"] == 14.0
     # the three full trials trained exactly their rows' values
     assert one["nearest_answer"] == {"trials": 3, "spearman": 1.0, "median_ratio": 1.0}
+    # the wall clock (trials that pause and resume): real ends 2, 3, (4), 5 s after the first
+    # start, scaled so that the 5 s spend the 14 table seconds charged
+    wall = reality.real_curve(table, trials, workers=1, clock="wall")
+    assert [(round(t, 6), v) for t, v in wall["anytime"]] == [(5.6, 6.0), (8.4, 3.0),
+                                                             (14.0, 1.0)]
+    assert wall["wall_s"] == 5.0
     two = reality.real_curve(table, trials, workers=2)
     # two workers: trials 0 and 1 end at 4, the pruned one at 6, the last at 8
     assert two["anytime"] == [(4.0, 3.0), (8.0, 1.0)] and two["end_s"] == 8.0
