@@ -36,7 +36,7 @@ from ..store import (artifact_dir, mask_url, open_artifact_store, open_storage, 
 from ..store.records import trial_counts
 from .objective import TrainObjective
 from .plan import StudyPlan, check_flags, open_run_study
-from .progress import StudyProgress, WorkerError
+from .progress import StudyEnded, StudyProgress, WorkerError
 from .strategy import make_pruner, make_sampler, make_scheduler
 from .summary import summarize
 from .trial import STOP, Job, Stale, run_task, take
@@ -70,7 +70,8 @@ def work(job: Job, index: int, device: str, emit: Callable[[Any], None]) -> int:
     while job.deadline is None or time.time() < job.deadline:
         if not _parent_alive():
             break
-        task = take(study, storage, job, scheduler, stale)
+        task = take(study, storage, job, scheduler, stale,
+                    lambda stopped: emit(StudyEnded(index, tuple(stopped))))
         if task == STOP:
             break
         if task is None:  # all slots taken: wait, a running trial may still fail and come back

@@ -13,7 +13,8 @@ from ..store import mask_url
 from ..store.records import trial_counts
 from ..ui import Bar
 
-__all__ = ["Eta", "StudyProgress", "TrialEnded", "TrialStarted", "WorkerError"]
+__all__ = ["Eta", "StudyEnded", "StudyProgress", "TrialEnded", "TrialStarted",
+           "WorkerError"]
 
 
 # What workers tell the process that shows the study (through a queue from spawned workers).
@@ -37,6 +38,15 @@ class TrialEnded:
     seconds: float
     params: dict = field(default_factory=dict)  # as trained
     epochs: int = 0
+
+
+@dataclass(frozen=True)
+class StudyEnded:
+    """A promotion study is done: the configurations still paused at a rung were stopped
+    (PRUNED, not promoted); they count as finished by this run."""
+
+    worker: int
+    stopped: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,9 @@ class StudyProgress:
             if not self.notes:
                 self.notes.append(event.line)
                 self._bar.print(event.line)
+            return
+        if isinstance(event, StudyEnded):
+            self.ended += len(event.stopped)
             return
         if not isinstance(event, TrialEnded):
             return

@@ -80,9 +80,11 @@ class Stale:
 
 
 def take(study: optuna.Study, storage: Any, job: Job, scheduler: Promotion | None,
-         stale: Stale) -> optuna.Trial | segments.Segment | str | None:
+         stale: Stale, ended: Callable[[list[int]], None] = lambda numbers: None
+         ) -> optuna.Trial | segments.Segment | str | None:
     """Under the study lock: fail stale trials, then the next task -- a trial (fifo), a
-    segment (promote), None (wait: a running trial may still come back), or :data:`STOP`."""
+    segment (promote), None (wait: a running trial may still come back), or :data:`STOP`
+    (``ended`` is told the configurations a promotion study's end stopped)."""
     run, plan = job.run, job.plan
     task: Any = None
     try:
@@ -95,7 +97,9 @@ def take(study: optuna.Study, storage: Any, job: Job, scheduler: Promotion | Non
                                       ask=lifecycle.ask, beat=lifecycle.beat)
                 if isinstance(task, Step):
                     if task.kind == "finish":
-                        _remove_paused(job, segments.finish(study))
+                        stopped = segments.finish(study)
+                        _remove_paused(job, stopped)
+                        ended(stopped)
                         return STOP
                     return None
                 return task

@@ -4,6 +4,7 @@ resumed, one trial per configuration, and a killed worker loses only the segment
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -168,9 +169,13 @@ def test_hpo_run_promotes_and_a_killed_worker_loses_only_its_segment(tmp_path: P
     paused_at = killed.system_attrs[lifecycle.EPOCHS]
     assert (tmp_path / "artifacts" / "paused" / "p" / f"trial-{victim}.pt").is_file()
     time.sleep(2.5)  # past its heartbeat's grace
-    done = subprocess.run([*RUN, "--trials", "8", "--storage", url], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    before = sum(t.state.is_finished() for t in optuna.load_study(study_name="p",
+                                                                   storage=url).trials)
+    done = subprocess.run([*RUN, "--trials", "8", "--storage", url, "--json"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    # every configuration this run ended counts, those its end stopped at a rung too
+    assert json.loads(done.stdout)["ran_this_run"] == 8 - before
     trials = optuna.load_study(study_name="p", storage=url).trials
     assert len(trials) == 8 and all(t.state.is_finished() for t in trials)  # one per config
     assert trials[victim].state != TrialState.FAIL  # resumed from its rung, not retried
