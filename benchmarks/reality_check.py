@@ -178,7 +178,9 @@ def figure(replayed: dict[str, Any], result: dict[str, Any], path: Path) -> None
                     label=f"{name}: real study ({real['study']})")
     ax.set_xlabel(f"compute on the table's clock (CPU hours, {w} worker{'s' * (w > 1)})")
     ax.set_ylabel("best validation MSE so far")
-    ax.set_ylim(replayed["table"]["best_final"] * 0.97, replayed["table"]["median_final"])
+    lowest = min([replayed["table"]["best_final"]] + [p[1] for r in result["strategies"].values()
+                                                       for p in r["anytime"]])
+    ax.set_ylim(lowest * 0.97, replayed["table"]["median_final"])
     ax.legend(fontsize=8)
     ax.set_title(f"{result['table']}: real studies against the replay "
                  f"({result['replay_seeds']} seeds)")
