@@ -65,7 +65,6 @@ METHODS = {  # method -> (sampler, pruner, early stopping)
 }
 
 
-
 def search_space(arch: str, patience: int, folder: Path) -> str:
     """The architecture's own search space with ``fixed.patience`` set; its path."""
     from hpo_vidpred.paths import studies_file

@@ -73,8 +73,8 @@ def real_curve(table: rp.Table, trials: list[Any], workers: int,
     ends = [t.datetime_complete for t in done if t.datetime_complete]
     wall = (max(ends) - min(starts)).total_seconds() if ends else 0.0
     if clock == "wall" and wall > 0:
-        scale = spent / workers / wall
-        events = [((t.datetime_complete - min(starts)).total_seconds() * scale, value, t)
+        first, scale = min(starts), spent / workers / wall
+        events = [((t.datetime_complete - first).total_seconds() * scale, value, t)
                   for _, value, t in events]
     events.sort(key=lambda e: e[0])
     anytime, best, complete, after_20 = [], math.inf, 0, None
@@ -108,9 +108,7 @@ def against_band(curve: list[tuple[float, float]], band: dict[str, Any],
     for t, lo, hi in zip(band["t_s"], band["q25"], band["q75"]):
         if t > end or hi is None:  # (before 3 in 4 replayed runs returned anything)
             continue
-        v = rp.value_at(curve, t)
-        lo = math.inf if lo is None else lo
-        hi = math.inf if hi is None else hi
+        v = rp.value_at(curve, t)  # (an upper quartile with a value has a lower one)
         if v < lo:
             below += 1
         elif v > hi:
@@ -140,11 +138,10 @@ def check(table_path: Path, replayed: dict[str, Any], storage: str,
                              f"--strategies {name}")
         entry = replayed["strategies"][name]
         trials = optuna.load_study(study_name=study, storage=storage).trials
-        real = real_curve(table, trials, workers,
-                          clock="wall" if name.startswith("promote") else "table")
-        result = {"study": study, "clock": "wall" if name.startswith("promote") else "table",
-                  **{k: real[k] for k in ("trials", "complete", "wall_s",
-                                                          "nearest_answer")},
+        clock = "wall" if name.startswith("promote") else "table"
+        real = real_curve(table, trials, workers, clock)
+        result = {"study": study, "clock": clock,
+                  **{k: real[k] for k in ("trials", "complete", "wall_s", "nearest_answer")},
                   "table_clock_s": round(real["end_s"], 1),
                   "real_after_20": real["after_20"], "replay_after_20": entry.get("after_20"),
                   "band": against_band(real["anytime"], entry["anytime"], real["end_s"]),

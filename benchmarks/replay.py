@@ -320,7 +320,6 @@ def _plan(table: Table, sampler: str, pruner: str, seed: int, scheduler: str = "
                      scheduler=scheduler)
 
 
-
 class OptunaSearch:
     """A study driven like ``hpo run`` drives it: ask, sample the plan's space, train epoch by
     epoch with the training loop's own decision (report, prune, early stopping), tell."""

@@ -39,6 +39,25 @@ def test_nothing_listening_is_one_line_within_seconds() -> None:
     assert "hpo store serve" in text
 
 
+def test_opening_waits_for_a_proxy_that_is_still_starting(tmp_path: Path) -> None:
+    """A worker may open the store while ``hpo store serve`` is still starting (its imports take
+    a second or more): the open waits for it instead of failing."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "hpo_vidpred.cli", "store", "serve",
+                               "--storage", f"sqlite:///{tmp_path / 's.db'}", "--port",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        storage = open_storage(f"grpc://127.0.0.1:{port}")  # started before it listens
+        assert storage.get_all_studies() == []
+        storage.close()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+
+
 def test_a_bare_optuna_proxy_is_refused_with_what_to_do(tmp_path: Path) -> None:
     """Optuna's own proxy has no study lock and no heartbeats: --trials could not be exact."""
     from optuna.storages._grpc.server import make_server
