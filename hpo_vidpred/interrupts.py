@@ -4,12 +4,14 @@ running trial can be failed and queued again (:mod:`hpo_vidpred.study.pool`).
 Python drops an exception raised while it runs a weakref callback or finalizer ("Exception ignored
 in ..."); a single SIGTERM from a batch scheduler could be lost that way mid-training. Until the
 interrupt is taken (:func:`take_interrupt`, first thing in every ``except KeyboardInterrupt``), it
-is raised again every second.
+is raised again every second, and the dropped copy is not printed (a traceback after the
+one clear line).
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,12 +68,22 @@ def take_interrupt() -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
+def _unraisable(args: Any) -> None:
+    """``sys.unraisablehook``: an interrupt that Python dropped in a finalizer or weakref callback
+    is raised again by the alarm where it can be caught, so its 'Exception ignored in ...'
+    traceback is noise after the run's one clear line; anything else is reported as usual."""
+    if isinstance(args.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(args)
+
+
 def install_interrupts() -> dict:
     """Route SIGINT, SIGTERM (a batch scheduler, ``terminate()``) and SIGALRM to the handlers above;
     returns the previous handlers. Only the main thread can do this; elsewhere it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     previous = {sig: signal.signal(sig, _on_signal) for sig in _STOP_SIGNALS}
+    sys.unraisablehook = _unraisable
     if hasattr(signal, "SIGALRM"):
         previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_alarm)
     return previous
@@ -80,6 +92,7 @@ def install_interrupts() -> dict:
 @contextmanager
 def interrupts() -> Iterator[None]:
     """While running, Ctrl-C and SIGTERM stop the run cleanly: the running trial is queued again."""
+    hook = sys.unraisablehook
     previous = install_interrupts()
     try:
         yield
@@ -87,3 +100,4 @@ def interrupts() -> Iterator[None]:
         take_interrupt()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = hook

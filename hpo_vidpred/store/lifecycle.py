@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from .optuna_private import (backend_of, cached_frozen_trial, heartbeat_enabled, heartbeat_table,
                              stale_trial_ids, storage_of, study_id_of, trial_id_of)
-from .records import SURPLUS
+from .records import PAUSED, STATUS, SURPLUS
 from .retry import last_outage
 
 __all__ = ["EPOCHS", "PAUSED", "PROVENANCE", "STATUS", "TRAINING", "UNTIL", "Heartbeat",
@@ -30,10 +30,10 @@ __all__ = ["EPOCHS", "PAUSED", "PROVENANCE", "STATUS", "TRAINING", "UNTIL", "Hea
            "set_user_attrs", "trial_of", "trials"]
 
 # A configuration that trains in segments (hpo_vidpred.study.segments) keeps its state in these
-# system attributes of its (RUNNING) trial: status, the epoch its segment trains to, the epochs
-# in its paused run.
-STATUS, UNTIL, EPOCHS = "hpo:status", "hpo:until", "hpo:epochs"
-TRAINING, PAUSED = "training", "paused"
+# system attributes of its (RUNNING) trial: status (STATUS, records), the epoch its segment
+# trains to, the epochs in its paused run.
+UNTIL, EPOCHS = "hpo:until", "hpo:epochs"
+TRAINING = "training"
 
 
 def trials(study: optuna.Study, states: Sequence[TrialState] | None = None

@@ -267,6 +267,8 @@ def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
 
 
 SURPLUS = "hpo:surplus"  # a trial handed back untrained, one over --trials (lifecycle)
+# a configuration trained in segments: its status (lifecycle), "paused" at a rung between them
+STATUS, PAUSED = "hpo:status", "paused"
 
 
 def uncounted_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
@@ -277,8 +279,9 @@ def uncounted_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
 
 def trial_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
     """Trials by state. ``finished`` is what ``--trials`` counts: COMPLETE + PRUNED + FAIL, except
-    failures that were re-queued (their retry counts instead); ``retried`` counts those, and
-    ``surplus`` (only where there are any) the trials handed back untrained."""
+    failures that were re-queued (their retry counts instead); ``retried`` counts those,
+    ``surplus`` (only where there are any) the trials handed back untrained, and ``unpromoted``
+    the pruned ones that were paused at a rung and never promoted (``--scheduler promote``)."""
     retried = retried_numbers(trials)
     counts = dict.fromkeys(("complete", "pruned", "failed", "running", "waiting", "retried"), 0)
     key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
@@ -291,6 +294,8 @@ def trial_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
             continue
         if t.state == TrialState.FAIL and t.number in retried:
             name = "retried"
+        if t.state == TrialState.PRUNED and t.system_attrs.get(STATUS) == PAUSED:
+            counts["unpromoted"] = counts.get("unpromoted", 0) + 1
         counts[name] += 1
     counts["finished"] = counts["complete"] + counts["pruned"] + counts["failed"]
     return counts

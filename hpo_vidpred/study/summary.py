@@ -96,7 +96,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     counts = summary["trials"]
     lines = [
         f"study {summary['study']} ({summary['storage']}): {counts['finished']}/{summary['target']}"
-        f" finished trials: {counts['complete']} complete, {counts['pruned']} pruned, "
+        f" finished trials: {counts['complete']} complete, {counts['pruned']} pruned"
+        + (f" ({counts['unpromoted']} of them paused at a rung and not promoted)"
+           if counts.get("unpromoted") else "") + ", "
         f"{counts['failed']} failed" + (f"; {counts['retried']} lost to a stopped worker and "
                                         "run again" if counts["retried"] else ""),
     ]

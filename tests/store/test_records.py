@@ -138,3 +138,23 @@ def test_configurations_are_shown_as_trained_with_the_sampled_value_where_it_dif
                                          distributions={"hidden": IntDistribution(8, 16)},
                                          user_attrs={"model_spec": {"config": {"hidden": 16}}})
     assert params_text(narrowed) == "hidden=16" and sampled_differences(narrowed) == {}
+
+
+def test_pruned_trials_left_paused_at_a_rung_are_counted_and_named() -> None:
+    from optuna.trial import TrialState, create_trial
+
+    from hpo_vidpred.store.records import PAUSED, STATUS, trial_counts
+    from hpo_vidpred.study.summary import format_summary
+
+    def pruned(status: str) -> optuna.trial.FrozenTrial:
+        return create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.02},
+                            system_attrs={STATUS: status})
+
+    trials = [create_trial(value=0.01), pruned(PAUSED), pruned(PAUSED), pruned("training")]
+    counts = trial_counts(trials)
+    assert (counts["complete"], counts["pruned"], counts["unpromoted"]) == (1, 3, 2)
+    summary = {"study": "s", "storage": "sqlite:///s.db", "target": 4, "trials": counts,
+               "best": None, "failures": [], "seconds": 1.0, "ran_this_run": 4, "notes": []}
+    assert "3 pruned (2 of them paused at a rung and not promoted), 0 failed" in \
+        format_summary(summary)
+    assert "not promoted" not in format_summary({**summary, "trials": trial_counts(trials[:1])})
