@@ -214,3 +214,22 @@ def test_a_seed_replays_the_same_run_with_hyperband_too(tmp_path: Path) -> None:
                 for _ in range(2)]
         assert [(r["anytime"], r["epochs"]) for r in runs[0]] == \
             [(r["anytime"], r["epochs"]) for r in runs[1]]
+
+
+def test_the_default_strategies_leave_bohb_out_only_with_several_workers(
+        tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    replay = _module("replay")
+    asked = []
+
+    def fake(table, names, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        asked.append(list(names))
+        return {"table": {"name": "t", "configurations": 1}, "target": 1.0, "seeds": 1,
+                "workers": 1, "strategies": {}}
+    monkeypatch.setattr(replay, "replay", fake)
+    path = str(synthetic_table(tmp_path, n=4, epochs=2))
+    assert replay.main(["--table", path, "--workers", "1"]) == 0
+    assert replay.main(["--table", path, "--workers", "4"]) == 0
+    assert "bohb left out with several workers" in capsys.readouterr().err
+    assert replay.main(["--table", path, "--workers", "4", "--strategies", "tpe,bohb"]) == 0
+    assert asked == [list(replay.STRATEGIES), [s for s in replay.STRATEGIES if s != "bohb"],
+                     ["tpe", "bohb"]]
