@@ -14,7 +14,8 @@ recorded, as one compact CSV with its card, and back.
 One row per study and configuration index (the Sobol point, :mod:`hpo_vidpred.study.sobol`): the
 outcome of its last attempt (a retry queued with ``enqueue_trial`` replaces the attempt it
 retried; a retry of a stopped worker takes an index of its own, and the attempt it retried is a
-row marked ``retried: ...`` that the replay and the summary leave out), the
+row marked ``retried: ...`` that the replay and the summary leave out, and that an import
+makes the retry's history again, so that it does not count towards ``--trials``), the
 trained values, parameters, per epoch ``val_mse_E``, ``val_ssim_E``, ``val_mae_E``,
 ``val_psnr_E``, ``train_s_E`` (seconds of that epoch's optimizer steps) and ``val_s_E``, and the
 test metrics of the best epoch's weights. A configuration whose attempt had not finished when the
@@ -317,14 +318,31 @@ def import_table(table: Path, storage_url: str) -> dict[str, int]:
                 study.set_user_attr("recorded_since", card["first_start"])
             mine = sorted((r for r in rows if r["study"] == entry["name"]),
                           key=lambda r: int(r["index"]))
+            retried, number_of = _retried_by(mine), {}
             for r in mine:
+                index = int(r["index"])
+                number_of[index] = len(study.get_trials(deepcopy=False))
                 _add(study, plan, r, card["epochs"], table.name, create_trial, TrialState,
-                     to_dict)
+                     to_dict, [number_of[i] for i in retried.get(index, ())])
         done[plan.name] = len(mine)
     return done
 
 
-def _add(study, plan, r, epochs, source, create_trial, TrialState, to_dict) -> None:
+def _retried_by(rows: list[dict[str, Any]]) -> dict[int, list[int]]:
+    """index -> the indices of the stopped workers' attempts that index trained again. Their
+    trial numbers become its retry history, so that, as in the store they came from, those
+    attempts do not count towards ``--trials``."""
+    retried: dict[int, list[int]] = {}
+    for r in rows:
+        match = re.search(r"index (\d+) trained it again", r["reason"]) \
+            if r["reason"].startswith(RETRIED) else None
+        if match:
+            retried.setdefault(int(match.group(1)), []).append(int(r["index"]))
+    return retried
+
+
+def _add(study, plan, r, epochs, source, create_trial, TrialState, to_dict,
+         retry_history=()) -> None:
     import optuna
 
     replay = _Replay(r)
@@ -359,7 +377,8 @@ def _add(study, plan, r, epochs, source, create_trial, TrialState, to_dict) -> N
         attrs["stop_reason" if state != TrialState.FAIL else "fail_reason"] = r["reason"]
     trial = create_trial(state=state, value=float(r["value"]) if state == TrialState.COMPLETE
                          else None, params=values_of(replay), distributions=replay.distributions,
-                         user_attrs=attrs, intermediate_values={
+                         user_attrs=attrs, system_attrs={"retry_history": list(retry_history)}
+                         if retry_history else None, intermediate_values={
                              e: v for e, v in enumerate(mse, start=1)})
     study.add_trial(trial)
     if r["state"] == "RUNNING":  # not finished when exported: run it again

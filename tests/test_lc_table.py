@@ -127,3 +127,31 @@ def test_the_summary_sets_each_seed_repeat_against_the_main_study(tmp_path: Path
     assert noise["study"] == "rep" and noise["configurations"] == 3  # index 3: main only
     assert noise["median_cv_final"] < 0.01 and noise["max_cv_final"] > 0.5
     assert noise["spearman_to_main"] == -0.5  # ranks 1, 2, 3 against 2, 3, 1
+
+
+def test_an_imported_attempt_of_a_stopped_worker_does_not_count_towards_trials(
+        tmp_path: Path) -> None:
+    """As in the store it came from, the attempt that another index trained again is its retry
+    (a table imported after each machine change would otherwise lose a configuration per
+    stopped attempt)."""
+    from hpo_vidpred.store.records import trial_counts
+
+    lc = _module()
+    first, second = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    assert main([*RUN, "--trials", "3", "--storage", first]) == 0
+    lc.export(first, ["lc"], tmp_path / "t", command="hpo run ...")
+    with open(tmp_path / "t.csv") as f:
+        rows = list(csv.DictReader(f))
+    rows[1].update(state="FAIL", value="", reason=f"{lc.RETRIED}; index 2 trained it again",
+                   **{k: "" for k in rows[1] if k.startswith(("val_", "train_s_", "val_s_"))})
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert lc.import_table(tmp_path / "t.csv", second) == {"lc": 3}
+    trials = optuna.load_study(study_name="lc", storage=second).trials
+    assert trials[2].system_attrs["retry_history"] == [1]
+    counts = trial_counts(trials)
+    assert (counts["finished"], counts["complete"], counts["retried"]) == (2, 2, 1)
+    assert main([*RUN, "--trials", "3", "--storage", second]) == 0  # one more configuration
+    assert len(_params(second)) == 3
