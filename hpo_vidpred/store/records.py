@@ -267,8 +267,7 @@ def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
 
 
 SURPLUS = "hpo:surplus"  # a trial handed back untrained, one over --trials (lifecycle)
-# a configuration trained in segments: its status (lifecycle), "paused" at a rung between them
-STATUS, PAUSED = "hpo:status", "paused"
+STATUS, PAUSED = "hpo:status", "paused"  # a configuration trained in segments (lifecycle)
 
 
 def uncounted_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
@@ -284,16 +283,14 @@ def trial_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
     the pruned ones that were paused at a rung and never promoted (``--scheduler promote``)."""
     retried = retried_numbers(trials)
     counts = dict.fromkeys(("complete", "pruned", "failed", "running", "waiting", "retried"), 0)
-    key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
-           TrialState.FAIL: "failed", TrialState.RUNNING: "running",
-           TrialState.WAITING: "waiting"}
+    key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL:
+           "failed", TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
     for t in trials:
         name = key[t.state]
         if t.state == TrialState.FAIL and t.system_attrs.get(SURPLUS):
             counts["surplus"] = counts.get("surplus", 0) + 1
             continue
-        if t.state == TrialState.FAIL and t.number in retried:
-            name = "retried"
+        name = "retried" if t.state == TrialState.FAIL and t.number in retried else name
         if t.state == TrialState.PRUNED and t.system_attrs.get(STATUS) == PAUSED:
             counts["unpromoted"] = counts.get("unpromoted", 0) + 1
         counts[name] += 1
