@@ -645,6 +645,25 @@ def speedup(plain: np.ndarray, other: np.ndarray, horizon: float, rng: np.random
                      round(float(np.percentile(boots, 97.5)), 3)]}
 
 
+def prefix_table(path: Path, first: int, folder: Path) -> Path:
+    """A copy of the table (and its card) in ``folder`` whose main study keeps only its first
+    ``first`` configurations (indices below it): the table a shorter recording would have
+    given, to see how much a result moves with the table's rows and not only with the seeds."""
+    import csv
+    import shutil
+
+    main = lc_table.read_card(path)["studies"][0]["name"]
+    rows = [r for r in lc_table.read_rows(path)
+            if r["study"] != main or int(r["index"]) < first]
+    out = folder / path.name
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
+    shutil.copy(path.with_suffix(".md"), out.with_suffix(".md"))
+    return out
+
+
 def replay(table_path: Path, strategies: list[str], seeds: int, workers: int,
            budget_trials: float, jobs: int, progress: Callable[[str], None] = lambda s: None,
            snap: str = "nearest") -> dict[str, Any]:
@@ -786,6 +805,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="answer a proposal with the nearest recorded configuration "
                         "(nearest), or with the nearest one this run has not used yet "
                         "(distinct: a table of n configurations as n candidates)")
+    parser.add_argument("--first", type=int, help="replay on the table's first N configurations "
+                        "only (how much a result moves with the table's rows)")
     parser.add_argument("--figure", type=Path, help="write the anytime figure (PNG)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -799,9 +820,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}",
               file=sys.stderr)
         return 2
-    result = replay(args.table, names, args.seeds, args.workers, args.budget_trials,
-                    args.jobs, progress=lambda line: print(line, file=sys.stderr),
-                    snap=args.snap)
+    with tempfile.TemporaryDirectory() as folder:
+        table = args.table if args.first is None else \
+            prefix_table(args.table, args.first, Path(folder))
+        result = replay(table, names, args.seeds, args.workers, args.budget_trials,
+                        args.jobs, progress=lambda line: print(line, file=sys.stderr),
+                        snap=args.snap)
+    if args.first is not None:
+        result["table"]["first"] = args.first
     if args.figure:
         figure(result, args.figure)
     if args.json:

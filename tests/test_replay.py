@@ -233,3 +233,15 @@ def test_the_default_strategies_leave_bohb_out_only_with_several_workers(
     assert replay.main(["--table", path, "--workers", "4", "--strategies", "tpe,bohb"]) == 0
     assert asked == [list(replay.STRATEGIES), [s for s in replay.STRATEGIES if s != "bohb"],
                      ["tpe", "bohb"]]
+
+
+def test_a_replay_on_the_tables_first_configurations(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    replay = _module("replay")
+    path = synthetic_table(tmp_path, n=30, epochs=2)
+    (tmp_path / "prefix").mkdir()
+    prefix = replay.prefix_table(path, 12, tmp_path / "prefix")
+    assert replay.load_table(prefix).final.tolist() == [1.0 + i for i in range(12)]
+    assert replay.main(["--table", str(path), "--first", "12", "--seeds", "2", "--strategies",
+                        "random,tpe", "--jobs", "1", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)["table"]
+    assert (table["configurations"], table["first"]) == (12, 12)
