@@ -235,7 +235,8 @@ def test_the_default_strategies_leave_bohb_out_only_with_several_workers(
                      ["tpe", "bohb"]]
 
 
-def test_a_replay_on_the_tables_first_configurations(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_a_replay_on_the_tables_first_configurations(
+        tmp_path: Path, capsys) -> None:  # noqa: ANN001
     replay = _module("replay")
     path = synthetic_table(tmp_path, n=30, epochs=2)
     (tmp_path / "prefix").mkdir()
